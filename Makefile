@@ -1,0 +1,45 @@
+# servelab: `make lab` to work through the labs, `make test` to check everything.
+# Everything runs from .venv, built with pip from pyproject.toml (conda users: environment.yml).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.servelab-installed
+PORT   ?= 8888
+# JupyterLab refuses to start as root unless told to; only pass the flag when we are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help setup lab labs test bench clean
+
+help:
+	@echo "make lab    set up .venv and open JupyterLab at labs/ (local backend, no Docker needed)"
+	@echo "make test   set up .venv and run every check (unit, server, notebooks, browser)"
+	@echo "make bench  speed comparisons, each side by side in one run, printed as ratios"
+	@echo "make labs   regenerate labs/ from solutions/"
+	@echo "make clean  remove .venv, caches and run results"
+
+setup: $(STAMP)
+
+# Re-running is instant: pip only runs again when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "servelab needs Python 3.10 or newer; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+lab: setup
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=labs $(ROOT_FLAG)
+
+labs: setup
+	$(BIN)/python -m servelab.labgen solutions labs
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench $(AREAS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
