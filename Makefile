@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.servelab-installed
 PORT   ?= 8888
+# Extra JupyterLab flags, e.g. LAB_ARGS=--no-browser on a headless machine.
+LAB_ARGS ?=
 # JupyterLab refuses to start as root unless told to; only pass the flag when we are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -29,7 +31,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=labs $(ROOT_FLAG)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=labs $(ROOT_FLAG) $(LAB_ARGS)
 
 labs: setup
 	$(BIN)/python -m servelab.labgen solutions labs
