@@ -84,8 +84,14 @@ def test_make_lab_serves_jupyterlab_then_stops():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    with socket.socket() as s:  # the port is free again: nothing was left behind
-        s.bind(("127.0.0.1", port))
+    # Nothing was left behind: no process of the group, nobody listening on the port.
+    try:
+        os.killpg(proc.pid, 0)
+        raise AssertionError("make lab left processes running after SIGTERM")
+    except ProcessLookupError:
+        pass
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
 
 
 def test_cli_lists_its_commands():
