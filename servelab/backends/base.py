@@ -1,0 +1,195 @@
+"""The one interface every lab talks to: a `Cluster`, whether embedded (local) or real (kube).
+
+Both backends return the same plain dataclasses, so a lab never branches on which one it got,
+and they record the same timeline of events, so plots and cost work on either.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Event kinds of the timeline (Event.kind). Both backends emit these names and no others.
+POD_CREATED = "pod-created"  # a pod object exists (Pending)
+POD_RUNNING = "pod-running"  # its container started (Running, not yet Ready)
+POD_READY = "pod-ready"  # readiness probe passed: the Service routes to it
+POD_NOT_READY = "pod-not-ready"  # readiness lost while running: the Service stops routing to it
+POD_EXITED = "pod-exited"  # the container exited or was killed (data: exit_code, signal)
+POD_RESTARTED = "pod-restarted"  # the container was started again (data: restarts, backoff_s)
+POD_TERMINATING = "pod-terminating"  # deleted: out of the Service, preStop then SIGTERM
+POD_GONE = "pod-gone"  # the pod no longer exists
+SCALED = "scaled"  # a deployment's desired replicas changed (data: old, new, by)
+HPA_DECISION = "hpa-decision"  # one HPA sync (data: utilization_pct, target_pct, current, desired, ...)
+EVENT_KINDS = (
+    POD_CREATED, POD_RUNNING, POD_READY, POD_NOT_READY, POD_EXITED, POD_RESTARTED,
+    POD_TERMINATING, POD_GONE, SCALED, HPA_DECISION,
+)
+
+
+@dataclass
+class PodInfo:
+    """One pod as `kubectl get pods` sees it, plus what a lab needs to reach and cost it."""
+
+    name: str
+    ready: bool
+    status: str  # Pending, Running, Terminating, Error, Completed, CrashLoopBackOff
+    restarts: int
+    age_s: float
+    url: str | None  # base URL of the pod itself, bypassing the Service (http://IP:PORT)
+    ip: str | None = None
+    port: int | None = None
+    deployment: str | None = None
+    cpu_request_cores: float = 0.0
+    cpu_limit_cores: float | None = None
+    memory_request_gib: float = 0.0
+    memory_limit_gib: float | None = None
+    cpu_usage_cores: float | None = None  # as metrics-server reports it (rate over a window)
+    last_restart_age_s: float | None = None  # for kubectl's "RESTARTS  1 (5s ago)"
+    labels: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None  # local backend only
+
+
+@dataclass
+class DeploymentInfo:
+    """`kubectl get deployment`: NAME READY UP-TO-DATE AVAILABLE AGE."""
+
+    name: str
+    replicas: int  # desired
+    ready: int
+    up_to_date: int
+    available: int
+    age_s: float
+    selector: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceInfo:
+    """`kubectl get svc`: NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE, plus the URL a lab uses."""
+
+    name: str
+    type: str
+    cluster_ip: str
+    external_ip: str | None
+    ports: str  # as kubectl prints it, e.g. "8501:30501/TCP"
+    age_s: float
+    url: str  # where this machine reaches it, e.g. http://127.0.0.1:8501
+    endpoints: list[str] = field(default_factory=list)  # ready pod addresses behind it
+
+
+@dataclass
+class HPAInfo:
+    """`kubectl get hpa`: NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE."""
+
+    name: str
+    reference: str  # "Deployment/model-serving-deployment"
+    utilization_pct: float | None  # current average CPU utilization; None = <unknown>
+    target_pct: float
+    min_replicas: int
+    max_replicas: int
+    replicas: int
+    age_s: float
+
+
+@dataclass
+class Event:
+    """One thing that happened, at `t_s` seconds since the cluster object was created."""
+
+    t_s: float
+    kind: str  # one of EVENT_KINDS
+    object: str  # e.g. "pod/model-serving-deployment-6b9f7c8d4-x7k2p"
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    unix_s: float = 0.0  # wall clock, to align with a load run's timestamps
+
+
+def events_frame(events: list[Event]):
+    """Events as a tidy DataFrame: t_s, unix_s, kind, object, message, then one column per data key."""
+    import pandas as pd
+
+    rows = [{**{k: v for k, v in asdict(e).items() if k != "data"}, **e.data} for e in events]
+    columns = ["t_s", "unix_s", "kind", "object", "message"]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return frame[columns + [c for c in frame.columns if c not in columns]]
+
+
+class Cluster(abc.ABC):
+    """A place that runs the manifests in `cluster/`: apply, observe, scale, measure, clean up.
+
+    `backend` is "local" or "kube". Every method that prints (kubectl) also returns the text.
+    """
+
+    backend: str = ""
+
+    @abc.abstractmethod
+    def apply(self, source: str | Path | dict | list) -> list[str]:
+        """Create or update objects from a YAML file (multi-document), YAML text, a dict or a list.
+
+        Returns kubectl's confirmation lines, e.g. "deployment.apps/model-serving-deployment created".
+        """
+
+    @abc.abstractmethod
+    def delete(self, source_or_kind: str | Path | dict | list, name: str | None = None) -> list[str]:
+        """Delete what a manifest describes, or `delete("deployment", "NAME")`. Returns confirmations."""
+
+    @abc.abstractmethod
+    def pods(self, selector: dict[str, str] | None = None) -> list[PodInfo]:
+        """Pods (including terminating ones), optionally only those matching label `selector`."""
+
+    @abc.abstractmethod
+    def deployments(self) -> list[DeploymentInfo]: ...
+
+    @abc.abstractmethod
+    def services(self) -> list[ServiceInfo]: ...
+
+    @abc.abstractmethod
+    def hpas(self) -> list[HPAInfo]: ...
+
+    @abc.abstractmethod
+    def scale(self, deployment: str, replicas: int) -> str:
+        """Set desired replicas; returns "deployment.apps/NAME scaled". Does not wait."""
+
+    @abc.abstractmethod
+    def wait_ready(self, deployment: str, replicas: int | None = None, timeout: float = 60) -> float:
+        """Block until `replicas` (default: desired) pods are Ready and no extra pods remain.
+
+        Returns the seconds it took; raises TimeoutError saying what was still missing.
+        """
+
+    @abc.abstractmethod
+    def service_url(self, name: str = "model-serving") -> str:
+        """Base URL of a Service as reached from this machine (http://127.0.0.1:8501 by default)."""
+
+    @abc.abstractmethod
+    def events(self) -> list[Event]:
+        """Everything recorded so far, oldest first."""
+
+    def timeline(self):
+        """The events as a pandas DataFrame (t_s, unix_s, kind, object, message, data columns)."""
+        return events_frame(self.events())
+
+    @abc.abstractmethod
+    def kubectl(self, command: str) -> str:
+        """Run a kubectl command line (without the word kubectl); print and return its output."""
+
+    @abc.abstractmethod
+    def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
+        """What a measurement ran on: backend, replicas, requests/limits, limits_enforced, pods.
+
+        `pods` is a list of dicts shaped like servelab.cost.PodUsage (name, start_s, end_s,
+        cpu_request_cores, memory_request_gib, cpu_used_core_s), times in unix seconds; when a
+        window is given, each pod's life is clipped to it (pods outside it are left out).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop everything this object started. Safe to call twice."""
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
