@@ -1,0 +1,12 @@
+"""The model server: TF Serving REST and Open Inference Protocol v2 for one ONNX model.
+
+- `app`: the ASGI app (fast path for predictions, FastAPI for everything else)
+- `protocols`: request parsing and reply formatting, pure functions
+- `batching`, `faults`, `metrics`: dynamic batching, stall injection, Prometheus
+- `run`: uvicorn with admission control and graceful SIGTERM; `cli`: `servelab serve`
+- `process`: `ServerProcess`, a server in a child process (tests, labs, local backend)
+"""
+
+from servelab.server.process import ServerProcess
+
+__all__ = ["ServerProcess"]

@@ -1,0 +1,387 @@
+"""The model server as one ASGI app: a thin fast path for predictions, FastAPI for the rest.
+
+Why two layers: a prediction on the tiny model takes about 10 us of model time, while a plain
+FastAPI handler spends several times that on request objects, validation and dependency
+injection. So the two hot routes (TF Serving predict, OIP infer) are plain ASGI functions:
+read the body, orjson, numpy, onnxruntime inline on the event loop, write the reply. Every
+other route (health, metadata, /metrics, /openapi.json, /docs) is a normal FastAPI route, where
+clarity matters more than microseconds. Both share the error shape `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+import servelab
+from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME, Model
+from servelab.server import protocols
+from servelab.server.batching import Batcher
+from servelab.server.faults import Stall
+from servelab.server.metrics import CONTENT_TYPE, Metrics
+from servelab.server.protocols import InputError
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # ~100k rows of 3 numbers; larger bodies get 413
+RETRY_AFTER_S = 1
+
+Send = Callable[[dict], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict]]
+
+
+@dataclass
+class Options:
+    """What `servelab serve` is asked to do (the CLI flags, minus where to listen)."""
+
+    model: str = "tiny"
+    name: str = "my-model"
+    threads: int = 1
+    max_concurrency: int = 100
+    batch_max_size: int = 0  # 0: no dynamic batching
+    batch_max_delay_ms: float = 2.0
+    grace_period: float = 30.0
+    stall_every: float = 0.0  # 0: no stalls
+    stall_for: float = 0.0
+
+
+class ModelServer:
+    """The ASGI app. `draining` turns readiness false (set on SIGTERM by the runner)."""
+
+    def __init__(self, options: Options, in_flight: Callable[[], int] = lambda: 0):
+        self.options = options
+        self.name = options.name
+        self.model = Model(options.model, threads=options.threads)
+        self.metrics = Metrics(in_flight)
+        self.draining = False
+        self._session_run = self.model.session.run
+        self._outputs = [OUTPUT_NAME]
+        self.batcher = (
+            Batcher(self._run, options.batch_max_size, options.batch_max_delay_ms / 1000)
+            if options.batch_max_size
+            else None
+        )
+        self.stall = Stall(options.stall_every, options.stall_for) if options.stall_every else None
+        self._hot = {}
+        for version in ("", "/versions/1"):
+            self._hot[f"/v1/models/{self.name}{version}:predict"] = self._predict
+            self._hot[f"/v2/models/{self.name}{version}/infer"] = self._infer
+        self.fastapi = _cold_app(self)
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            handler = self._hot.get(path)
+            if handler is not None and scope["method"] == "POST":
+                await handler(scope, receive, send)
+                return
+            if _is_prediction_path(path):
+                await self._not_here(scope, send)
+                return
+        await self.fastapi(scope, receive, send)
+
+    # -- the hot path -------------------------------------------------------------------
+
+    async def _predict(self, scope: dict, receive: Receive, send: Send) -> None:
+        start = perf_counter()
+        try:
+            x, columnar = protocols.parse_tfserving(await _read_body(scope, receive))
+            p, seconds = await self._predict_rows(x)
+            status = await _reply(send, 200, protocols.tfserving_reply(p, columnar), seconds)
+        except Exception as error:
+            status = await _reply_error(send, error)
+        self.metrics.request("predict", status, perf_counter() - start)
+
+    async def _infer(self, scope: dict, receive: Receive, send: Send) -> None:
+        start = perf_counter()
+        try:
+            body = await _read_body(scope, receive)
+            try:
+                x, request_id = protocols.parse_oip(body)
+            except InputError:
+                if _header(scope, b"inference-header-content-length") is not None:
+                    raise InputError(
+                        400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)"
+                    ) from None
+                raise
+            p, seconds = await self._predict_rows(x)
+            status = await _reply(send, 200, protocols.oip_reply(p, self.name, request_id), seconds)
+        except Exception as error:
+            status = await _reply_error(send, error)
+        self.metrics.request("infer", status, perf_counter() - start)
+
+    async def _predict_rows(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.stall is not None:
+            wait = self.stall.remaining()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if self.batcher is not None:
+            return await self.batcher.predict(x)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """One inference call, inline on the event loop: a thread hop would cost more than tiny's model time."""
+        start = perf_counter()
+        p = self._session_run(self._outputs, {INPUT_NAME: x})[0]
+        seconds = perf_counter() - start
+        self.metrics.inference(seconds, len(x))
+        return p, seconds
+
+    async def _not_here(self, scope: dict, send: Send) -> None:
+        """A prediction path with the wrong method (405) or another model's name (404)."""
+        path = scope["path"]
+        name = path[len("/v1/models/") : -len(":predict")] if path.startswith("/v1/") else path[len("/v2/models/") : -len("/infer")]
+        name = name.removesuffix("/versions/1")
+        if name == self.name:
+            error = InputError(405, f"{scope['method']} is not allowed on {path}; send a POST with a JSON body")
+            await _reply_error(send, error, [(b"allow", b"POST")])
+        else:
+            await _reply_error(send, self.unknown_model(name))
+
+    def unknown_model(self, name: str) -> InputError:
+        return InputError(404, f"model {name!r} not found; this server serves {self.name!r}")
+
+    async def reject(self, scope: dict, receive: Receive, send: Send) -> None:
+        """The answer to a prediction past the admission limit: fast, and says when to retry."""
+        error = InputError(
+            503,
+            f"server busy: {self.options.max_concurrency} requests already in flight "
+            f"(--max-concurrency); retry after {RETRY_AFTER_S} s or add replicas",
+        )
+        await _reply_error(send, error, [(b"retry-after", b"%d" % RETRY_AFTER_S)])
+        self.metrics.request("infer" if scope["path"].endswith("/infer") else "predict", 503, 0.0)
+
+
+def _is_prediction_path(path: str) -> bool:
+    return (path.startswith("/v1/models/") and path.endswith(":predict")) or (
+        path.startswith("/v2/models/") and path.endswith("/infer")
+    )
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def _read_body(scope: dict, receive: Receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False) and len(body) <= MAX_BODY_BYTES:
+        return body  # the usual case: the whole body arrived in one piece
+    declared = _header(scope, b"content-length")
+    if declared is not None and int(declared) > MAX_BODY_BYTES:
+        raise _too_large(int(declared))
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large(size)
+        chunks.append(chunk)
+    if size > MAX_BODY_BYTES:
+        raise _too_large(size)
+    return b"".join(chunks)
+
+
+def _too_large(size: int) -> InputError:
+    return InputError(
+        413, f"request body of {size} bytes is over the {MAX_BODY_BYTES} byte limit; split the batch into smaller requests"
+    )
+
+
+async def _reply(send: Send, status: int, body: bytes, seconds: float) -> int:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"server-timing", b"infer;dur=%.3f" % (seconds * 1000)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+async def _reply_error(send: Send, error: Exception, headers: list | None = None) -> int:
+    if not isinstance(error, InputError):  # a bug or a runtime failure: answer 500, keep serving
+        error = InputError(500, f"internal error while predicting: {type(error).__name__}: {error}")
+    body = error.body()
+    extra = list(headers or [])
+    if error.status == 413:  # the rest of the body is not read: close the connection
+        extra.append((b"connection", b"close"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *extra],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+    return error.status
+
+
+# -- the cold routes: FastAPI -----------------------------------------------------------
+
+
+def _cold_app(server: ModelServer) -> FastAPI:
+    app = FastAPI(
+        title="servelab model server",
+        version=servelab.__version__,
+        description="TensorFlow Serving REST and Open Inference Protocol v2 for one ONNX model.",
+    )
+    name = server.name
+
+    def known(model: str) -> None:
+        if model != name:
+            raise server.unknown_model(model)
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, error: InputError) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        message = {
+            404: f"no route {request.url.path}; see /docs for the endpoints this server answers",
+            405: f"{request.method} is not allowed on {request.url.path}; see /docs",
+        }.get(error.status_code, str(error.detail))
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
+    @app.get("/v1/models/{model}", summary="TF Serving: model version status")
+    def model_status(model: str) -> dict:
+        known(model)
+        return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+
+    @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature")
+    def model_signature(model: str) -> dict:
+        known(model)
+
+        def tensor(tensor_name: str, dims: list[int]) -> dict:
+            return {
+                "dtype": "DT_FLOAT",
+                "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
+                "name": tensor_name,
+            }
+
+        signature = {
+            "inputs": {INPUT_NAME: tensor(INPUT_NAME, [-1, N_FEATURES])},
+            "outputs": {OUTPUT_NAME: tensor(OUTPUT_NAME, [-1])},
+            "method_name": "tensorflow/serving/predict",
+        }
+        return {
+            "model_spec": {"name": name, "signature_name": "", "version": "1"},
+            "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
+        }
+
+    @app.get("/v2", summary="OIP: server metadata")
+    def server_metadata() -> dict:
+        return {"name": "servelab", "version": servelab.__version__, "extensions": []}
+
+    @app.get("/v2/health/live", summary="OIP: the process answers")
+    def live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="OIP: ready for traffic (false while draining after SIGTERM)")
+    def ready() -> JSONResponse:
+        if server.draining:
+            return JSONResponse({"ready": False, "error": "shutting down after SIGTERM; send to another replica"}, 503)
+        return JSONResponse({"ready": True})
+
+    @app.get("/v2/models/{model}", summary="OIP: model metadata")
+    def model_metadata(model: str) -> dict:
+        known(model)
+        return {
+            "name": name,
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, N_FEATURES]}],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}],
+        }
+
+    @app.get("/v2/models/{model}/ready", summary="OIP: model ready")
+    def model_ready(model: str) -> JSONResponse:
+        known(model)
+        if server.draining:
+            return JSONResponse({"name": name, "ready": False, "error": "shutting down after SIGTERM"}, 503)
+        return JSONResponse({"name": name, "ready": True})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def metrics() -> Response:
+        return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"].update(_prediction_paths(name))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+def _prediction_paths(name: str) -> dict:
+    """OpenAPI for the two hot routes, which bypass FastAPI's router and so its schema generator."""
+    error = {"description": "what was wrong and what to send instead", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
+    rows = {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES}}
+    numbers = {"type": "array", "items": {"type": "number"}}
+    failures = {"400": error, "404": error, "413": error, "503": error}
+
+    def body(schema: dict, example: dict) -> dict:
+        return {"required": True, "content": {"application/json": {"schema": schema, "example": example}}}
+
+    return {
+        f"/v1/models/{name}:predict": {
+            "post": {
+                "summary": "TF Serving: predict (rows in \"instances\" or columns in \"inputs\")",
+                "description": "Any Content-Type is read as JSON. A flat list of 3 numbers is one instance. "
+                "Predictions are rounded to 6 significant digits.",
+                "requestBody": body(
+                    {"type": "object", "properties": {"instances": {"oneOf": [rows, numbers]}, "inputs": {"oneOf": [rows, numbers]}}},
+                    {"instances": [[1.0, 2.0, 5.0]]},
+                ),
+                "responses": {
+                    "200": {"description": "one probability per row", "content": {"application/json": {"example": {"predictions": [0.75]}}}},
+                    **failures,
+                },
+            }
+        },
+        f"/v2/models/{name}/infer": {
+            "post": {
+                "summary": "Open Inference Protocol v2: infer (JSON tensors, FP32 or FP64)",
+                "requestBody": body(
+                    {"type": "object", "required": ["inputs"], "properties": {"id": {"type": "string"}, "inputs": {"type": "array"}, "outputs": {"type": "array"}}},
+                    {"id": "1", "inputs": [{"name": INPUT_NAME, "shape": [1, N_FEATURES], "datatype": "FP32", "data": [1.0, 2.0, 5.0]}]},
+                ),
+                "responses": {
+                    "200": {
+                        "description": "the probability tensor",
+                        "content": {"application/json": {"example": {"model_name": name, "model_version": "1", "id": "1", "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1], "data": [0.75]}]}}},
+                    },
+                    **failures,
+                },
+            }
+        },
+    }

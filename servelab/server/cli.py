@@ -1,0 +1,52 @@
+"""`servelab serve`: run the model server (also `python -m servelab.server`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from servelab.models import MODEL_NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="tiny", choices=MODEL_NAMES, help="which model to serve (default tiny)")
+    parser.add_argument("--name", default="my-model", help="the name clients use in URLs (default my-model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501, TF Serving's REST port)")
+    parser.add_argument("--fd", type=int, help="serve on this inherited, already listening socket instead of --host/--port")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=100, help="predictions in flight before new ones get 503 (default 100)"
+    )
+    parser.add_argument("--batch-max-size", type=int, default=0, help="turn on dynamic batching: most rows per model call")
+    parser.add_argument(
+        "--batch-max-delay-ms", type=float, default=2.0, help="with batching: longest wait for a batch to fill (default 2)"
+    )
+    parser.add_argument(
+        "--grace-period", type=float, default=30.0, help="seconds from SIGTERM to exit, draining requests (default 30)"
+    )
+    parser.add_argument("--stall-every", type=float, default=0.0, help="fault injection: stall predictions every S seconds")
+    parser.add_argument("--stall-for", type=float, default=0.0, help="fault injection: each stall lasts S seconds")
+
+
+def main(args: argparse.Namespace) -> int:
+    from servelab.server.app import Options
+    from servelab.server.run import listening_socket, serve
+
+    if (args.stall_every > 0) != (args.stall_for > 0):
+        raise SystemExit("servelab serve: give both --stall-every and --stall-for, or neither")
+    options = Options(
+        model=args.model,
+        name=args.name,
+        threads=args.threads,
+        max_concurrency=args.max_concurrency,
+        batch_max_size=args.batch_max_size,
+        batch_max_delay_ms=args.batch_max_delay_ms,
+        grace_period=args.grace_period,
+        stall_every=args.stall_every,
+        stall_for=args.stall_for,
+    )
+    try:
+        serve(options, listening_socket(args.host, args.port, args.fd))
+    except KeyboardInterrupt:
+        return 130
+    return 0
