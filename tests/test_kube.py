@@ -1,0 +1,211 @@
+"""The kube backend against recorded API responses: real client, real HTTP, recorded cluster."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+import yaml
+from kube_fixtures import RecordedAPI
+from kubernetes import client
+from tools import require_tool
+
+from servelab.backends import base, kubectl_format
+from servelab.backends.kube import KubeCluster, api_path, kind_port_map
+
+NS = "/api/v1/namespaces/default"
+APPS = "/apis/apps/v1/namespaces/default"
+HPAS = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"
+METRICS = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"
+DEPLOYMENT = f"{APPS}/deployments/model-serving-deployment"
+SERVICE = f"{NS}/services/model-serving"
+
+
+@pytest.fixture
+def api():
+    server = RecordedAPI()
+    yield server
+    server.close()
+
+
+def connect(api: RecordedAPI, watch_objects: bool = False) -> KubeCluster:
+    api_client = client.ApiClient(client.Configuration(host=api.url))
+    return KubeCluster(api_client=api_client, watch_objects=watch_objects)
+
+
+@pytest.fixture
+def cluster(api):
+    kube = connect(api)
+    yield kube
+    kube.close()
+
+
+def test_apply_is_server_side_apply_and_reports_like_kubectl(api, cluster):
+    api.add("GET", SERVICE, (404, "not-found.json"), (200, "service-applied.json"))
+    api.add("PATCH", SERVICE, (201, "service-applied.json"), (200, "service-applied.json"))
+    api.add("GET", DEPLOYMENT, (200, "deployments.json"))  # resourceVersion 1200 before
+    api.add("PATCH", DEPLOYMENT, (200, "deployment-applied.json"))  # 1251 after: configured
+
+    assert cluster.apply("cluster/model-serving-service.yaml") == ["service/model-serving created"]
+    assert cluster.apply("cluster/model-serving-service.yaml") == ["service/model-serving unchanged"]
+    assert cluster.apply("cluster/model-serving-deployment.yaml") == [
+        "deployment.apps/model-serving-deployment configured"]
+
+    patch = api.requests("PATCH", SERVICE)[0]
+    assert patch.content_type == "application/apply-patch+yaml"
+    assert patch.query == {"fieldManager": "servelab", "force": "true"}
+    assert patch.json() == yaml.safe_load(open("cluster/model-serving-service.yaml"))
+
+
+def test_api_paths_and_kubectl_resource_names():
+    hpa = yaml.safe_load(open("cluster/model-serving-hpa.yaml"))
+    job = yaml.safe_load(open("cluster/batch-scoring-job.yaml"))
+    assert api_path(hpa, "default") == (f"{HPAS}/model-serving-hpa", "horizontalpodautoscaler.autoscaling")
+    assert api_path(job, "labs") == ("/apis/batch/v1/namespaces/labs/jobs/batch-scoring-job", "job.batch")
+
+
+def test_pods_have_kubectl_columns_resources_and_usage(api, cluster):
+    api.add("GET", f"{NS}/pods", (200, "pods.json"))
+    api.add("GET", METRICS, (200, "pod-metrics.json"))
+    pods = {p.name.rsplit("-", 1)[1]: p for p in cluster.pods({"app": "model-serving"})}
+
+    assert api.requests("GET", f"{NS}/pods")[0].query["labelSelector"] == "app=model-serving"
+    running, creating, leaving = pods["x7k2p"], pods["q9w4z"], pods["m2n8v"]
+    assert (running.status, running.ready, running.restarts) == ("Running", True, 1)
+    assert (creating.status, creating.ready) == ("ContainerCreating", False)
+    assert (leaving.status, leaving.ready) == ("Terminating", False)
+    assert running.url == "http://10.244.0.7:8501" and running.deployment == "model-serving-deployment"
+    assert running.cpu_request_cores == 0.5 and running.cpu_limit_cores == 0.5
+    assert running.memory_request_gib == 0.25 and running.memory_limit_gib == 0.5
+    assert running.cpu_usage_cores == pytest.approx(0.412345678)
+    assert creating.cpu_usage_cores is None
+
+    table = kubectl_format.pods_table(list(pods.values())).splitlines()
+    assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    row = next(line for line in table if "x7k2p" in line).split()
+    assert row[1:4] == ["1/1", "Running", "1"] and row[4].startswith("(") and row[5] == "ago)"
+
+
+def test_pods_without_metrics_api_have_no_usage(api, cluster):
+    api.add("GET", f"{NS}/pods", (200, "pods.json"))  # metrics.k8s.io answers 404: not installed yet
+    assert all(p.cpu_usage_cores is None for p in cluster.pods())
+
+
+def test_scale_goes_through_the_scale_subresource(api, cluster):
+    api.add("PATCH", f"{DEPLOYMENT}/scale", (200, "scale.json"))
+    assert cluster.scale("model-serving-deployment", 3) == "deployment.apps/model-serving-deployment scaled"
+    (request,) = api.requests("PATCH", f"{DEPLOYMENT}/scale")
+    assert request.json() == {"spec": {"replicas": 3}}
+    assert request.content_type == "application/strategic-merge-patch+json"
+
+
+def test_hpa_status_shows_current_and_target_or_unknown(api, cluster):
+    api.add("GET", HPAS, (200, "hpas.json"))
+    hpa, no_requests = cluster.hpas()
+    assert (hpa.utilization_pct, hpa.target_pct, hpa.replicas) == (82.0, 50.0, 2)
+    assert (hpa.min_replicas, hpa.max_replicas, hpa.reference) == (1, 4, "Deployment/model-serving-deployment")
+    assert no_requests.utilization_pct is None and no_requests.min_replicas == 1
+    table = kubectl_format.hpas_table([hpa, no_requests])
+    assert "cpu: 82%/50%" in table and "cpu: <unknown>/50%" in table
+
+
+def test_deployments_and_services_through_kinds_port_mapping(api, cluster):
+    api.add("GET", f"{APPS}/deployments", (200, "deployments.json"))
+    api.add("GET", f"{NS}/services", (200, "services.json"))
+    api.add("GET", SERVICE, (200, "service-applied.json"))
+    api.add("GET", f"{NS}/pods", (200, "pods.json"))
+    (deployment,) = cluster.deployments()
+    assert (deployment.replicas, deployment.ready, deployment.up_to_date, deployment.available) == (2, 2, 3, 2)
+    (service,) = cluster.services()
+    assert (service.type, service.ports, service.url) == ("NodePort", "8501:30501/TCP", "http://127.0.0.1:8501")
+    assert service.endpoints == ["10.244.0.7:8501"]  # the ready pod; not the terminating one
+    assert cluster.service_url() == "http://127.0.0.1:8501"
+
+
+def test_kind_config_maps_the_services_node_port_to_8501():
+    assert kind_port_map() == {30501: ("127.0.0.1", 8501)}
+    service = yaml.safe_load(open("cluster/model-serving-service.yaml"))
+    assert service["spec"]["ports"][0]["nodePort"] == 30501
+
+
+def test_delete_reports_like_kubectl(api, cluster):
+    api.add("DELETE", DEPLOYMENT, (200, "deployment-applied.json"))
+    assert cluster.delete("deployment", "model-serving-deployment") == [
+        'deployment.apps "model-serving-deployment" deleted']
+    assert cluster.delete("cluster/model-serving-service.yaml") == ['service "model-serving" not found']
+
+
+def test_wait_ready_says_what_is_missing(api, cluster):
+    api.add("GET", DEPLOYMENT, (200, "deployment-applied.json"))
+    api.add("GET", f"{NS}/pods", (200, "pods.json"))
+    with pytest.raises(TimeoutError, match=r"1/1 pods ready and 3 pods exist"):
+        cluster.wait_ready("model-serving-deployment", timeout=0.2)
+
+
+def test_timeline_comes_from_watches(api):
+    api.add("GET", f"{NS}/pods", (200, "pods.json"))
+    api.add("GET", f"{NS}/pods", (200, "watch-pods.jsonl"), (200, b""), watch=True)
+    api.add("GET", f"{APPS}/deployments", (200, "deployments.json"))
+    api.add("GET", f"{APPS}/deployments", (200, "watch-deployments.jsonl"), (200, b""), watch=True)
+    api.add("GET", HPAS, (200, "hpas.json"))
+    api.add("GET", HPAS, (200, "watch-hpas.jsonl"), (200, b""), watch=True)
+    api.add("GET", f"{APPS}/deployments/model-serving-deployment", (200, "deployments.json"))
+    kube = connect(api, watch_objects=True)
+    try:
+        wanted = {base.POD_TERMINATING, base.SCALED, base.HPA_DECISION}
+        with kube._changed:
+            assert kube._changed.wait_for(lambda: wanted <= {e.kind for e in kube._events}, timeout=10)
+        frame = kube.timeline()
+    finally:
+        kube.close()
+
+    def kinds(pod: str) -> list[str]:
+        return list(frame[frame.object == f"pod/model-serving-deployment-6b9f7c8d4-{pod}"].kind)
+
+    assert kinds("k4j7h") == [base.POD_CREATED, base.POD_RUNNING, base.POD_READY]
+    assert kinds("x7k2p") == [base.POD_EXITED, base.POD_RESTARTED]
+    assert kinds("m2n8v") == [base.POD_GONE]
+    assert kinds("q9w4z") == [base.POD_TERMINATING]
+    scaled = frame[frame.kind == base.SCALED].iloc[0]
+    assert (scaled.old, scaled.new, scaled.by) == (2, 3, "kube-controller-manager")
+    decision = frame[frame.kind == base.HPA_DECISION].iloc[0]
+    assert (decision.utilization_pct, decision.target_pct, decision.current, decision.desired) == (120, 50, 2, 3)
+    assert list(frame.columns[:5]) == ["t_s", "unix_s", "kind", "object", "message"]
+    assert frame.t_s.is_monotonic_increasing and "watch-error" not in set(frame.kind)
+    # what existed before the watch started is state, not news; pods known to the watch are costed
+    lives = {p["name"] for p in kube._pod_life.values()}
+    assert "model-serving-deployment-6b9f7c8d4-k4j7h" in lives and len(lives) == 4
+
+
+def test_connects_through_a_kubeconfig_context(api, tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Config
+        current-context: other
+        clusters:
+          - name: recorded
+            cluster: {{server: "{api.url}"}}
+          - name: elsewhere
+            cluster: {{server: "http://127.0.0.1:9"}}
+        contexts:
+          - name: kind-servelab
+            context: {{cluster: recorded, user: nobody}}
+          - name: other
+            context: {{cluster: elsewhere, user: nobody}}
+        users:
+          - name: nobody
+            user: {{}}
+        """))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    api.add("GET", HPAS, (200, "hpas.json"))
+    with KubeCluster(context="kind-servelab", watch_objects=False) as kube:
+        assert [h.name for h in kube.hpas()] == ["model-serving-hpa", "no-requests-hpa"]
+        require_tool("kubectl")
+        started = time.monotonic()
+        out = kube.kubectl("config view --minify --output jsonpath={.contexts[0].name}")
+        assert out == "kind-servelab", "kubectl must run with the cluster's --context"
+        assert time.monotonic() - started < 30
+        assert json.loads(kube.kubectl("version --client --output json"))["clientVersion"]
