@@ -154,7 +154,9 @@ class Cluster(abc.ABC):
 
     @abc.abstractmethod
     def wait_ready(self, deployment: str, replicas: int | None = None, timeout: float = 60) -> float:
-        """Block until `replicas` (default: desired) pods are Ready and no extra pods remain.
+        """Block until `replicas` (default: desired) pods of the current template are Ready and
+        no other pod of the deployment is still running (terminating ones may linger, as in
+        `kubectl rollout status`).
 
         Returns the seconds it took; raises TimeoutError saying what was still missing.
         """

@@ -365,14 +365,14 @@ class KubeCluster(base.Cluster):
         want = spec.get("replicas", 1) if replicas is None else replicas
         selector = spec["selector"].get("matchLabels", {})
         while True:
-            pods = self.pods(selector)
-            ready = sum(p.ready for p in pods)
-            if ready == want and len(pods) == want:
+            running = [p for p in self.pods(selector) if p.status != "Terminating"]  # those may linger
+            ready = sum(p.ready for p in running)
+            if ready == want and len(running) == want:
                 return time.monotonic() - started
             left = timeout - (time.monotonic() - started)
             if left <= 0:
-                raise TimeoutError(f"{deployment}: {ready}/{want} pods ready and {len(pods)} pods exist after "
-                                   f"{timeout:.0f} s; see kubectl get pods and kubectl describe pod")
+                raise TimeoutError(f"{deployment}: {ready}/{want} pods ready and {len(running)} pods not terminating "
+                                   f"after {timeout:.0f} s; see kubectl get pods and kubectl describe pod")
             with self._changed:  # woken by the pod watch; the timeout covers a watch that is not running
                 self._changed.wait(min(left, 1.0))
 

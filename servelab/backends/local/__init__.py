@@ -1,0 +1,30 @@
+"""The embedded local backend: Kubernetes manifests run as processes on this machine (no Docker).
+
+- manifests.py: reading Deployment/Service/HPA YAML (quantities, probes, pod-template-hash)
+- pods.py: one pod's life (probes, restarts with back-off, graceful termination, CPU usage)
+- cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
+- proxy.py / service.py: the Service, a load-balancing proxy process and its owner-side handle
+- processes.py: children that die with their owner; who holds a port
+- cluster.py: LocalCluster, the controllers (deployment, endpoints, HPA) tying these together
+- kubectl.py: the lesson's kubectl verbs with kubectl's columns
+
+Names load on first use, so the proxy and watchdog processes (`python -m ...`) start light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["LocalCluster", "PortInUseError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LocalCluster":
+        from servelab.backends.local.cluster import LocalCluster
+
+        return LocalCluster
+    if name == "PortInUseError":
+        from servelab.backends.local.service import PortInUseError
+
+        return PortInUseError
+    raise AttributeError(f"module 'servelab.backends.local' has no attribute {name!r}")

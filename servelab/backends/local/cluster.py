@@ -1,0 +1,556 @@
+"""The embedded cluster: the manifests in cluster/ run as processes on this machine.
+
+A controller thread with its own asyncio loop plays kubelet, the deployment controller, the
+endpoints controller and the HPA controller; public methods hand work to it and wait, so a
+Jupyter kernel's own event loop is never blocked or borrowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import random
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import weakref
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from servelab import hpa
+from servelab.backends import base
+from servelab.backends.local import cgroups
+from servelab.backends.local.manifests import (
+    KIND_RESOURCE, ContainerSpec, kind_of, load_documents, pod_suffix, pod_template_hash,
+)
+from servelab.backends.local.pods import Pod
+from servelab.backends.local.processes import Watchdog
+from servelab.backends.local.proxy import MODES
+from servelab.backends.local.service import ServiceProxy
+
+TICK_S = 1.0  # how often pods' CPU is sampled and desired state is re-checked
+_live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
+
+
+@dataclass
+class _Deployment:
+    manifest: dict
+    replicas: int
+    template_hash: str
+    spec: ContainerSpec
+    created_s: float
+    pods: list[Pod] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
+
+    def live(self) -> list[Pod]:
+        return [p for p in self.pods if not p.deleting]
+
+
+@dataclass
+class _Service:
+    manifest: dict
+    proxy: ServiceProxy
+    created_s: float
+
+    @property
+    def selector(self) -> dict:
+        return self.manifest["spec"].get("selector", {})
+
+
+@dataclass
+class _HPA:
+    manifest: dict
+    autoscaler: hpa.Autoscaler
+    created_s: float
+    task: asyncio.Task | None = None
+    last: hpa.Decision | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class LocalCluster(base.Cluster):
+    """Run Deployments, Services and HPAs from the manifests as local processes.
+
+    service_port: listen here instead of each Service's own port (0 = any free port; tests).
+    sync_period_s: the HPA controller's sync period (upstream default 15 s).
+    metrics_window_s: the CPU-rate window, as metrics-server's resolution (default: the sync period).
+    service_mode: "per-request" (HTTP-aware round-robin) or "per-connection" (TCP, like kube-proxy).
+    """
+
+    backend = "local"
+
+    def __init__(self, service_port: int | None = None, sync_period_s: float = hpa.SYNC_PERIOD_S,
+                 metrics_window_s: float | None = None, service_mode: str = "per-request", seed: int | None = None):
+        if service_mode not in MODES:
+            raise ValueError(f"service_mode must be one of {MODES}, not {service_mode!r}")
+        self.service_port, self.sync_period_s, self.service_mode = service_port, sync_period_s, service_mode
+        self.metrics_window_s = metrics_window_s or sync_period_s
+        self._t0, self._t0_unix = time.monotonic(), time.time()
+        self._rng = random.Random(seed)
+        self._events: list[base.Event] = []
+        self._events_lock = threading.Lock()
+        self._deployments: dict[str, _Deployment] = {}
+        self._services: dict[str, _Service] = {}
+        self._hpas: dict[str, _HPA] = {}
+        self._finished: list[Pod] = []
+        self._log_dir = Path(tempfile.mkdtemp(prefix="servelab-pods-"))
+        cgroups.remove_stale()
+        self.cgroups = cgroups.detect()
+        if not self.cgroups.usable:
+            cgroups.warn_once(self.cgroups.reason)
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="servelab-local-cluster", daemon=True)
+        self._thread.start()
+        self._call(self._start())
+        _live.add(self)
+        atexit.register(self.close)
+
+    # -- plumbing between the caller's thread and the controller loop -----------------------------
+
+    def _call(self, coro, timeout: float | None = None):
+        if self._closed:
+            coro.close()
+            raise RuntimeError("this cluster is closed; create a new one with servelab.connect()")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _start(self) -> None:
+        # Started from the controller thread, so the parent-death signal follows this thread.
+        self.watchdog = Watchdog()
+        self._reconcile_lock = asyncio.Lock()
+        self._ticker = asyncio.create_task(self._tick())
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def record(self, kind: str, obj: str, message: str, **data) -> None:
+        t = self.now()
+        with self._events_lock:
+            self._events.append(base.Event(round(t, 3), kind, obj, message, data, round(self._t0_unix + t, 3)))
+
+    def events(self) -> list[base.Event]:
+        with self._events_lock:
+            return list(self._events)
+
+    # -- apply / delete ----------------------------------------------------------------------------
+
+    def apply(self, source) -> list[str]:
+        return self._call(self._apply(load_documents(source)))
+
+    async def _apply(self, docs: list[dict]) -> list[str]:
+        lines = []
+        for doc in docs:
+            kind, name = doc["kind"], doc["metadata"]["name"]
+            if kind not in KIND_RESOURCE:
+                raise ValueError(f"the local backend runs Deployment, Service and HorizontalPodAutoscaler; not {kind}")
+            table = {"Deployment": self._deployments, "Service": self._services, "HorizontalPodAutoscaler": self._hpas}[kind]
+            old = table.get(name)
+            if old is not None and old.manifest == doc:
+                verb = "unchanged"
+            else:
+                await {"Deployment": self._apply_deployment, "Service": self._apply_service,
+                       "HorizontalPodAutoscaler": self._apply_hpa}[kind](doc, old)
+                verb = "configured" if old is not None else "created"
+            lines.append(f"{KIND_RESOURCE[kind]}/{name} {verb}")
+        await self._reconcile()
+        return lines
+
+    async def _apply_deployment(self, doc: dict, old: _Deployment | None) -> None:
+        template = doc["spec"]["template"]
+        spec = ContainerSpec.from_template(template)
+        replicas = int(doc["spec"].get("replicas", 1))
+        name = doc["metadata"]["name"]
+        if old is None:
+            self._deployments[name] = _Deployment(doc, replicas, pod_template_hash(template), spec, self.now())
+            self.record(base.SCALED, f"deployment/{name}", f"created with {replicas} replicas", old=0, new=replicas, by="apply")
+            return
+        if replicas != old.replicas:
+            self.record(base.SCALED, f"deployment/{name}", f"replicas {old.replicas} -> {replicas}",
+                        old=old.replicas, new=replicas, by="apply")
+        old.manifest, old.replicas = doc, replicas
+        old.template_hash, old.spec = pod_template_hash(template), spec
+
+    async def _apply_service(self, doc: dict, old: _Service | None) -> None:
+        name = doc["metadata"]["name"]
+        port = self.service_port if self.service_port is not None else int(doc["spec"]["ports"][0]["port"])
+        if old is not None:
+            if old.proxy.requested_port == port:
+                old.manifest = doc
+                return
+            await old.proxy.stop()
+        await self._free_port_from_other_clusters(port)
+        proxy = ServiceProxy(name, port, self.service_mode)
+        await proxy.start()
+        self._services[name] = _Service(doc, proxy, self.now())
+
+    async def _free_port_from_other_clusters(self, port: int) -> None:
+        """Re-running a lab: an older cluster of this same process holds the port, so close it."""
+        if port == 0:
+            return
+        for other in list(_live):
+            if other is not self and not other._closed and any(
+                s.proxy.port == port for s in other._services.values()
+            ):
+                print(f"servelab: closing the earlier local cluster of this process, which held port {port}")
+                await asyncio.get_running_loop().run_in_executor(None, other.close)
+
+    async def _apply_hpa(self, doc: dict, old: _HPA | None) -> None:
+        name = doc["metadata"]["name"]
+        spec = hpa.HPASpec.from_manifest(doc)
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        autoscaler = hpa.Autoscaler(spec, metric_window_s=self.metrics_window_s)
+        entry = _HPA(doc, autoscaler, old.created_s if old else self.now())
+        entry.task = asyncio.create_task(self._hpa_loop(entry))
+        self._hpas[name] = entry
+
+    def delete(self, source_or_kind, name: str | None = None) -> list[str]:
+        if name is not None:
+            targets = [(kind_of(str(source_or_kind)), name)]
+        else:
+            targets = [(d["kind"], d["metadata"]["name"]) for d in load_documents(source_or_kind)]
+        return self._call(self._delete(targets))
+
+    async def _delete(self, targets: list[tuple[str, str]]) -> list[str]:
+        lines = []
+        for kind, name in targets:
+            if kind == "Pod":
+                pod = next((p for d in self._deployments.values() for p in d.pods if p.name == name), None)
+                if pod is None:
+                    raise KeyError(f'pods "{name}" not found')
+                await pod.terminate()
+                lines.append(f'pod "{name}" deleted')
+                continue
+            table = {"Deployment": self._deployments, "Service": self._services, "HorizontalPodAutoscaler": self._hpas}[kind]
+            entry = table.pop(name, None)
+            if entry is None:
+                raise KeyError(f'{KIND_RESOURCE[kind]} "{name}" not found')
+            if kind == "Deployment":
+                self.record(base.SCALED, f"deployment/{name}", "deleted", old=entry.replicas, new=0, by="delete")
+                await asyncio.gather(*(p.terminate() for p in entry.pods))
+                self._finished.extend(entry.pods)
+            elif kind == "Service":
+                await entry.proxy.stop()
+            else:
+                entry.task.cancel()
+            lines.append(f'{KIND_RESOURCE[kind]} "{name}" deleted')
+        await self._reconcile()
+        return lines
+
+    # -- the controllers -------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        while True:
+            for d in self._deployments.values():
+                for pod in d.pods:
+                    if pod.status != "Gone":
+                        pod.sample_cpu()
+            await self._reconcile()
+            await asyncio.sleep(TICK_S)
+
+    async def _reconcile(self) -> None:
+        """Make every deployment's pods match its desired replicas and template."""
+        async with self._reconcile_lock:
+            for d in self._deployments.values():
+                current = [p for p in d.live() if p.template_hash == d.template_hash]
+                for _ in range(d.replicas - len(current)):
+                    self._create_pod(d)
+                outdated = [p for p in d.live() if p.template_hash != d.template_hash]
+                if outdated and sum(p.ready for p in current) >= d.replicas:
+                    self._terminate(outdated)  # a rollout: old pods go once new ones are Ready
+                if len(current) > d.replicas:
+                    # Like the ReplicaSet controller: unready pods go first, then the youngest.
+                    victims = sorted(current, key=lambda p: (p.ready, -p.created_s))[: len(current) - d.replicas]
+                    self._terminate(victims)
+                gone = [p for p in d.pods if p.status == "Gone"]
+                self._finished.extend(gone)
+                d.pods = [p for p in d.pods if p.status != "Gone"]
+
+    def _create_pod(self, d: _Deployment) -> None:
+        name = f"{d.name}-{d.template_hash}-{pod_suffix(self._rng)}"
+        group = None
+        if self.cgroups.usable:
+            group = cgroups.PodGroup(self.cgroups, name, d.spec.cpu_limit, d.spec.memory_limit)
+            if group.problem:
+                cgroups.warn_once(group.problem)
+        pod = Pod(self, name, d.name, d.template_hash, d.spec, _free_port(), group, self._log_dir)
+        d.pods.append(pod)
+        pod.start()
+
+    def _terminate(self, pods: list[Pod]) -> None:
+        for pod in pods:
+            pod.terminate()  # runs on its own; the pod keeps a reference to its task
+
+    async def endpoints_changed(self) -> None:
+        """Send each Service the addresses of its Ready pods; returns once the proxies confirm."""
+        pods = [p for d in self._deployments.values() for p in d.pods]
+        updates = []
+        for s in self._services.values():
+            endpoints = [("127.0.0.1", p.port) for p in pods if p.ready and not p.deleting and _matches(s.selector, p.labels)]
+            updates.append(s.proxy.set_endpoints(endpoints))
+        await asyncio.gather(*updates)
+
+    async def _hpa_loop(self, entry: _HPA) -> None:
+        while True:
+            await asyncio.sleep(self.sync_period_s)
+            self._hpa_sync(entry)
+            await self._reconcile()
+
+    def _hpa_sync(self, entry: _HPA) -> None:
+        spec = entry.autoscaler.spec
+        d = self._deployments.get(spec.target_name)
+        if d is None:
+            return
+        now = self.now()
+        samples = [
+            hpa.PodSample(p.name, p.ready, p.cpu_usage_cores(self.metrics_window_s), p.spec.cpu_request,
+                          started_s=p.ready_since_s, deleting=p.deleting,
+                          phase="Running" if p.status in ("Running", "Terminating") else "Pending")
+            for p in d.pods
+        ]
+        decision = entry.autoscaler.decide(now, d.replicas, samples)
+        entry.last = decision
+        util = decision.utilization_pct
+        self.record(
+            base.HPA_DECISION, f"horizontalpodautoscaler/{spec.name}",
+            f"cpu {'<unknown>' if util is None else f'{util:.0f}%'}/{decision.target_pct}%: "
+            f"{decision.current_replicas} -> {decision.desired_replicas} ({decision.reason})",
+            utilization_pct=util, target_pct=decision.target_pct, current=decision.current_replicas,
+            desired=decision.desired_replicas, raw_desired=decision.raw_desired, reason=decision.reason,
+            pod_cpu_cores={s.name: s.cpu_usage_cores for s in samples},
+        )
+        if decision.desired_replicas != d.replicas:
+            self.record(base.SCALED, f"deployment/{d.name}", f"replicas {d.replicas} -> {decision.desired_replicas} by HPA",
+                        old=d.replicas, new=decision.desired_replicas, by="hpa")
+            d.replicas = decision.desired_replicas
+
+    # -- reading state ----------------------------------------------------------------------------
+
+    def pods(self, selector: dict[str, str] | None = None) -> list[base.PodInfo]:
+        return self._call(self._pods(selector))
+
+    async def _pods(self, selector) -> list[base.PodInfo]:
+        infos = []
+        for d in self._deployments.values():
+            for p in d.pods:
+                if p.status == "Gone" or (selector and not _matches(selector, p.labels)):
+                    continue
+                info = p.info()
+                info.cpu_usage_cores = p.cpu_usage_cores(self.metrics_window_s)
+                infos.append(info)
+        return sorted(infos, key=lambda i: i.name)
+
+    def deployments(self) -> list[base.DeploymentInfo]:
+        return self._call(self._deployment_infos())
+
+    async def _deployment_infos(self) -> list[base.DeploymentInfo]:
+        now = self.now()
+        return [
+            base.DeploymentInfo(
+                name=d.name, replicas=d.replicas,
+                ready=sum(p.ready for p in d.live()),
+                up_to_date=sum(p.template_hash == d.template_hash for p in d.live()),
+                available=sum(p.ready for p in d.live()),
+                age_s=now - d.created_s, selector=dict(d.manifest["spec"].get("selector", {}).get("matchLabels", {})),
+            )
+            for d in self._deployments.values()
+        ]
+
+    def services(self) -> list[base.ServiceInfo]:
+        return self._call(self._service_infos())
+
+    async def _service_infos(self) -> list[base.ServiceInfo]:
+        now, infos = self.now(), []
+        for name, s in self._services.items():
+            spec = s.manifest["spec"]
+            ports = ",".join(
+                f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}" if "nodePort" in p
+                else f"{p['port']}/{p.get('protocol', 'TCP')}"
+                for p in spec["ports"]
+            )
+            # A made-up but stable ClusterIP: there is no cluster network here, only 127.0.0.1.
+            ip_tail = zlib.crc32(name.encode()) % 65000
+            infos.append(base.ServiceInfo(
+                name=name, type=spec.get("type", "ClusterIP"), cluster_ip=f"10.96.{ip_tail // 254}.{ip_tail % 254 + 1}",
+                external_ip=None, ports=ports, age_s=now - s.created_s, url=f"http://127.0.0.1:{s.proxy.port}",
+                endpoints=[f"{h}:{p}" for h, p in s.proxy.endpoints],
+            ))
+        return infos
+
+    def hpas(self) -> list[base.HPAInfo]:
+        return self._call(self._hpa_infos())
+
+    async def _hpa_infos(self) -> list[base.HPAInfo]:
+        now, infos = self.now(), []
+        for name, h in self._hpas.items():
+            spec = h.autoscaler.spec
+            d = self._deployments.get(spec.target_name)
+            infos.append(base.HPAInfo(
+                name=name, reference=f"Deployment/{spec.target_name}",
+                utilization_pct=h.last.utilization_pct if h.last else None, target_pct=spec.target_cpu_pct,
+                min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+                replicas=len(d.live()) if d else 0, age_s=now - h.created_s,
+            ))
+        return infos
+
+    def service_url(self, name: str = "model-serving") -> str:
+        for s in self.services():
+            if s.name == name:
+                return s.url
+        raise KeyError(f"no service {name!r}; apply cluster/model-serving-service.yaml first")
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def scale(self, deployment: str, replicas: int) -> str:
+        return self._call(self._scale(deployment, int(replicas)))
+
+    async def _scale(self, name: str, replicas: int) -> str:
+        d = self._deployments.get(name)
+        if d is None:
+            raise KeyError(f'deployments.apps "{name}" not found')
+        if replicas < 0:
+            raise ValueError(f"replicas must be 0 or more, not {replicas}")
+        if replicas != d.replicas:
+            self.record(base.SCALED, f"deployment/{name}", f"replicas {d.replicas} -> {replicas}",
+                        old=d.replicas, new=replicas, by="scale")
+            d.replicas = replicas
+        await self._reconcile()
+        return f"deployment.apps/{name} scaled"
+
+    def wait_ready(self, deployment: str, replicas: int | None = None, timeout: float = 60) -> float:
+        started = time.monotonic()
+        while True:
+            state = self._call(self._readiness(deployment, replicas))
+            if state is None:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"deployment {deployment} not ready after {timeout:g} s: {state}")
+            time.sleep(0.05)
+
+    async def _readiness(self, name: str, replicas: int | None) -> str | None:
+        """None when ready, else what is missing (with the end of a failing pod's log)."""
+        d = self._deployments.get(name)
+        if d is None:
+            return f"no deployment {name!r} (apply it first)"
+        want = d.replicas if replicas is None else replicas
+        current = [p for p in d.live() if p.template_hash == d.template_hash]
+        ready = sum(p.ready for p in current)
+        if ready == want and len(d.live()) == want:
+            return None
+        troubled = [p for p in current if p.restarts or p.status in ("Error", "CrashLoopBackOff")]
+        tail = ""
+        if troubled and troubled[0].log_path.exists():
+            tail = "; last log lines of " + troubled[0].name + ":\n" + "\n".join(
+                troubled[0].log_path.read_text(errors="replace").splitlines()[-15:])
+        states = ", ".join(f"{p.name} {p.status} ready={p.ready}" for p in d.live())
+        return f"{ready}/{want} Ready ({states}){tail}"
+
+    def kubectl(self, command: str) -> str:
+        from servelab.backends.local.kubectl import run
+
+        text = run(self, command)
+        print(text)
+        return text
+
+    def top_pods(self) -> list[tuple[str, float | None, int | None]]:
+        """(name, CPU cores over the metrics window, resident memory bytes) per pod, for `kubectl top`."""
+        import psutil
+
+        rows = []
+        for info in self.pods():
+            try:
+                memory = psutil.Process(info.pid).memory_info().rss if info.pid else None
+            except psutil.Error:
+                memory = None
+            rows.append((info.name, info.cpu_usage_cores, memory))
+        return rows
+
+    # -- metadata for results and cost ---------------------------------------------------------------
+
+    def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
+        return self._call(self._metadata(start_unix_s, end_unix_s))
+
+    async def _metadata(self, start_unix_s: float | None, end_unix_s: float | None) -> dict:
+        now = self.now()
+        lo = -float("inf") if start_unix_s is None else start_unix_s - self._t0_unix
+        hi = now if end_unix_s is None else min(now, end_unix_s - self._t0_unix)
+        all_pods = self._finished + [p for d in self._deployments.values() for p in d.pods if p.status != "Gone"]
+        usages = []
+        for p in all_pods:
+            start, end = max(p.created_s, lo), min(p.ended_s if p.ended_s is not None else now, hi)
+            if end <= start:
+                continue
+            usages.append({
+                "name": p.name, "start_s": round(self._t0_unix + start, 3), "end_s": round(self._t0_unix + end, 3),
+                "cpu_request_cores": p.spec.cpu_request, "memory_request_gib": p.spec.memory_request / 2**30,
+                "cpu_used_core_s": round(p.cpu_used_between(start, end), 3),
+            })
+        problems = sorted({p.limit_problem for p in all_pods if p.limit_problem})
+        enforced = self.cgroups.usable and not problems
+        first = next(iter(self._deployments.values()), None)
+        spec = first.spec if first else None
+        return {
+            "backend": "local",
+            "replicas": first.replicas if first else 0,
+            "ready_replicas": sum(p.ready for p in first.live()) if first else 0,
+            "cpu_request_cores": spec.cpu_request if spec else None,
+            "cpu_limit_cores": spec.cpu_limit if spec else None,
+            "memory_request_gib": spec.memory_request / 2**30 if spec else None,
+            "memory_limit_gib": spec.memory_limit / 2**30 if spec and spec.memory_limit else None,
+            "limits_enforced": enforced,
+            "limits_note": "" if enforced else (problems[0] if problems else self.cgroups.reason),
+            "cgroup_version": self.cgroups.version,
+            "service_mode": self.service_mode,
+            "cpu_count": os.cpu_count(),
+            "pods": usages,
+        }
+
+    # -- shutting down -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(60)
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self.watchdog.close()
+            cgroups.remove_parent(self.cgroups)
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            _live.discard(self)
+            atexit.unregister(self.close)
+
+    async def _shutdown(self) -> None:
+        """Services first (nothing new arrives), then every pod gets SIGTERM and its grace period."""
+        tasks = [self._ticker, *(h.task for h in self._hpas.values())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.proxy.stop() for s in self._services.values()))
+        pods = [p for d in self._deployments.values() for p in d.pods]
+        for p in pods:
+            p.spec = _without_pre_stop(p.spec)  # closing: nobody is routed to them any more
+        await asyncio.gather(*(p.terminate() for p in pods))
+
+
+def _without_pre_stop(spec: ContainerSpec) -> ContainerSpec:
+    from dataclasses import replace
+
+    return replace(spec, pre_stop=None)
