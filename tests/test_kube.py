@@ -140,7 +140,7 @@ def test_delete_reports_like_kubectl(api, cluster):
 def test_wait_ready_says_what_is_missing(api, cluster):
     api.add("GET", DEPLOYMENT, (200, "deployment-applied.json"))
     api.add("GET", f"{NS}/pods", (200, "pods.json"))
-    with pytest.raises(TimeoutError, match=r"1/1 pods ready and 3 pods exist"):
+    with pytest.raises(TimeoutError, match=r"1/1 pods ready and 2 pods not terminating"):
         cluster.wait_ready("model-serving-deployment", timeout=0.2)
 
 
