@@ -31,6 +31,7 @@ from servelab.server.metrics import CONTENT_TYPE, Metrics
 from servelab.server.protocols import InputError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # ~100k rows of 3 numbers; larger bodies get 413
+DRAIN_BYTES = 64 * 1024 * 1024  # past this, a too-large body is not even read: the connection closes
 RETRY_AFTER_S = 1
 
 Send = Callable[[dict], Awaitable[None]]
@@ -61,14 +62,14 @@ class ModelServer:
         self.model = Model(options.model, threads=options.threads)
         self.metrics = Metrics(in_flight)
         self.draining = False
-        self._session_run = self.model.session.run
-        self._outputs = [OUTPUT_NAME]
+        self._model_run = self.model.run
         self.batcher = (
             Batcher(self._run, options.batch_max_size, options.batch_max_delay_ms / 1000)
             if options.batch_max_size
             else None
         )
         self.stall = Stall(options.stall_every, options.stall_for) if options.stall_every else None
+        self._inline = self.batcher is None and self.stall is None
         self._hot = {}
         for version in ("", "/versions/1"):
             self._hot[f"/v1/models/{self.name}{version}:predict"] = self._predict
@@ -92,9 +93,16 @@ class ModelServer:
     async def _predict(self, scope: dict, receive: Receive, send: Send) -> None:
         start = perf_counter()
         try:
-            x, columnar = protocols.parse_tfserving(await _read_body(scope, receive))
-            p, seconds = await self._predict_rows(x)
-            status = await _reply(send, 200, protocols.tfserving_reply(p, columnar), seconds)
+            message = await receive()
+            body = message.get("body", b"")
+            if message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
+                body = await _read_rest(scope, receive, message)
+            x, columnar = protocols.parse_tfserving(body)
+            p, seconds = self._run(x) if self._inline else await self._predict_rows(x)
+            reply = protocols.tfserving_reply(p, columnar)
+            await send(_ok_start(reply, seconds))
+            await send({"type": "http.response.body", "body": reply})
+            status = 200
         except Exception as error:
             status = await _reply_error(send, error)
         self.metrics.request("predict", status, perf_counter() - start)
@@ -102,7 +110,10 @@ class ModelServer:
     async def _infer(self, scope: dict, receive: Receive, send: Send) -> None:
         start = perf_counter()
         try:
-            body = await _read_body(scope, receive)
+            message = await receive()
+            body = message.get("body", b"")
+            if message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
+                body = await _read_rest(scope, receive, message)
             try:
                 x, request_id = protocols.parse_oip(body)
             except InputError:
@@ -111,8 +122,11 @@ class ModelServer:
                         400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)"
                     ) from None
                 raise
-            p, seconds = await self._predict_rows(x)
-            status = await _reply(send, 200, protocols.oip_reply(p, self.name, request_id), seconds)
+            p, seconds = self._run(x) if self._inline else await self._predict_rows(x)
+            reply = protocols.oip_reply(p, self.name, request_id)
+            await send(_ok_start(reply, seconds))
+            await send({"type": "http.response.body", "body": reply})
+            status = 200
         except Exception as error:
             status = await _reply_error(send, error)
         self.metrics.request("infer", status, perf_counter() - start)
@@ -129,7 +143,7 @@ class ModelServer:
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """One inference call, inline on the event loop: a thread hop would cost more than tiny's model time."""
         start = perf_counter()
-        p = self._session_run(self._outputs, {INPUT_NAME: x})[0]
+        p = self._model_run(x)
         seconds = perf_counter() - start
         self.metrics.inference(seconds, len(x))
         return p, seconds
@@ -172,56 +186,56 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-async def _read_body(scope: dict, receive: Receive) -> bytes:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body", False) and len(body) <= MAX_BODY_BYTES:
-        return body  # the usual case: the whole body arrived in one piece
+async def _read_rest(scope: dict, receive: Receive, message: dict) -> bytes:
+    """The body when it came in several pieces or is too large (the handlers inline the usual case).
+
+    A body over the limit is still read, up to DRAIN_BYTES, and thrown away: a client that
+    sends its whole body before reading (most do) then sees the 413 instead of a reset.
+    """
     declared = _header(scope, b"content-length")
-    if declared is not None and int(declared) > MAX_BODY_BYTES:
-        raise _too_large(int(declared))
-    chunks, size = [body], len(body)
-    while message.get("more_body", False):
-        message = await receive()
+    if declared is not None and int(declared) > DRAIN_BYTES:
+        raise _too_large(int(declared), close=True)
+    chunks, size = [], 0
+    while True:
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large(size)
-        chunks.append(chunk)
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+        elif size > DRAIN_BYTES:
+            raise _too_large(size, close=True)
+        if not message.get("more_body", False):
+            break
+        message = await receive()
     if size > MAX_BODY_BYTES:
-        raise _too_large(size)
+        raise _too_large(size, close=False)
     return b"".join(chunks)
 
 
-def _too_large(size: int) -> InputError:
+def _too_large(size: int, close: bool) -> InputError:
     return InputError(
-        413, f"request body of {size} bytes is over the {MAX_BODY_BYTES} byte limit; split the batch into smaller requests"
+        413,
+        f"request body of {size} bytes is over the {MAX_BODY_BYTES} byte limit; split the batch into smaller requests",
+        ((b"connection", b"close"),) if close else (),
     )
 
 
-async def _reply(send: Send, status: int, body: bytes, seconds: float) -> int:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-                (b"server-timing", b"infer;dur=%.3f" % (seconds * 1000)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-    return status
+def _ok_start(body: bytes, seconds: float) -> dict:
+    return {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"server-timing", b"infer;dur=%.3f" % (seconds * 1000)),
+        ],
+    }
 
 
 async def _reply_error(send: Send, error: Exception, headers: list | None = None) -> int:
     if not isinstance(error, InputError):  # a bug or a runtime failure: answer 500, keep serving
         error = InputError(500, f"internal error while predicting: {type(error).__name__}: {error}")
     body = error.body()
-    extra = list(headers or [])
-    if error.status == 413:  # the rest of the body is not read: close the connection
-        extra.append((b"connection", b"close"))
+    extra = [*(headers or ()), *error.headers]
     await send(
         {
             "type": "http.response.start",

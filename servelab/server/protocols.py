@@ -30,10 +30,11 @@ _NAN_OR_INF = re.compile(rb"\b(NaN|-?Infinity|nan|-?inf)\b")
 class InputError(Exception):
     """A request the server cannot answer: HTTP `status` and a message that says how to fix it."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
     def body(self) -> bytes:
         return orjson.dumps({"error": self.message})
@@ -78,7 +79,10 @@ def _numbers(data: object, where: str, body: bytes) -> np.ndarray:
         raise InputError(
             400, f'rows of "{where}" have different lengths; every row needs exactly {N_FEATURES} numbers'
         ) from None
-    if not np.isfinite(x).all():
+    flat = x.ravel()
+    # x.x is finite when every number is (cheaper than isfinite().all() on small arrays);
+    # only when it is not (NaN, inf, or squares past float32) does the exact check run.
+    if not math.isfinite(flat.dot(flat)) and not np.isfinite(flat).all():
         _reject_non_number(data, where)  # null becomes NaN in numpy: name it as what it was
         raise InputError(
             400, f'"{where}" holds NaN, Infinity or a number too large for float32; send finite numbers'

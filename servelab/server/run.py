@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import warnings
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -60,6 +61,8 @@ def listening_socket(host: str, port: int, fd: int | None = None) -> socket.sock
 
 def serve(options: Options, sock: socket.socket) -> None:
     """Serve `options.model` on `sock` until SIGTERM or Ctrl-C."""
+    # 1e39 becomes inf in float32 and is rejected with a clear 400; numpy's warning adds nothing.
+    warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
     host, port = sock.getsockname()[:2]
     replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}:{port}"
     app = ModelServer(options, in_flight=lambda: len(server.server_state.tasks))
