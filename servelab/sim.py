@@ -1,0 +1,444 @@
+"""A fast queueing simulator: replay a day of traffic in seconds, with the real HPA in the loop.
+
+Requests arrive on the same schedules the load generator uses. Each one is routed to a Ready pod
+(round-robin, random or least-outstanding, like a Service), waits in that pod's FIFO queue for
+one of its `concurrency` slots, and takes a service time drawn from a measured distribution
+(`calibrate` a low-load run). The replica policy decides how many pods exist: a fixed count,
+the HPA (`servelab.hpa`, fed each pod's busy time as its CPU, every sync period), or a batch job
+that serves everything queued at scheduled times. New pods serve only after `startup_s`.
+
+The output is a `servelab.load.Result` with the same columns, summary and metadata as a live run,
+including `meta["pods"]` for `servelab.cost` and `meta["timeline"]` for the HPA's decisions.
+
+How it is fast: between two events (HPA syncs, pods becoming ready) the set of Ready pods is
+fixed, so with one slot per pod and round-robin or random routing every arrival of the stretch
+is assigned at once and each pod's queue is Lindley's recursion, finish_i = max(arrival_i,
+finish_i-1) + service_i, solved for all requests together with a cumulative maximum. Several
+slots per pod, or least-outstanding routing, need one request at a time (heapq), about 1 us each.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from servelab import hpa
+from servelab.cost import PodUsage
+from servelab.load.result import COLUMNS, Result
+from servelab.load.schedules import Schedule
+
+ROUTINGS = ("round-robin", "random", "least-outstanding")
+
+
+@dataclass(frozen=True)
+class ServiceTimes:
+    """How long a pod takes per request: resampled from measurements, or exponential (for theory)."""
+
+    kind: str  # "empirical" or "exponential"
+    mean_s: float
+    source: str
+    samples_s: np.ndarray | None = None
+
+    @classmethod
+    def empirical(cls, values_s, source: str = "given array") -> ServiceTimes:
+        samples = np.asarray(values_s, dtype=np.float64)
+        samples = samples[np.isfinite(samples)]
+        if len(samples) == 0 or samples.min() < 0:
+            raise ValueError("service times must be a non-empty array of seconds >= 0")
+        return cls("empirical", float(samples.mean()), source, samples)
+
+    @classmethod
+    def exponential(cls, mean_s: float) -> ServiceTimes:
+        return cls("exponential", float(mean_s), f"exponential, mean {mean_s * 1000:g} ms")
+
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.kind == "exponential":
+            return rng.exponential(self.mean_s, n)
+        return rng.choice(self.samples_s, n)
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, "mean_s": self.mean_s, "source": self.source}
+        if self.samples_s is not None:
+            d.update(count=len(self.samples_s), p50_s=float(np.median(self.samples_s)))
+        return d
+
+
+def calibrate(result: Result | str | Path) -> ServiceTimes:
+    """Service times from a measured run (a Result or a saved directory): its successful requests'
+    `service_s`. Take them from a run at low load, where queueing does not inflate them."""
+    result = Result.load(result) if isinstance(result, (str, Path)) else result
+    service = result.frame.loc[result.ok, "service_s"].to_numpy()
+    if len(service) == 0:
+        raise ValueError("the run has no successful requests to calibrate from")
+    where = result.meta.get("backend", "live")
+    return ServiceTimes.empirical(service, f"{len(service)} successful requests of a {where} run")
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """Requests of one pod (defaults: cluster/model-serving-deployment.yaml) and the CPU it burns while serving."""
+
+    cpu_request_cores: float = 0.5
+    memory_request_gib: float = 0.25
+    cpu_busy_cores: float = 0.5  # per request in service: the CPU limit, for a CPU-bound server
+
+
+@dataclass(frozen=True)
+class Static:
+    """A fixed number of pods, all Ready from the start."""
+
+    replicas: int = 1
+
+    def to_dict(self) -> dict:
+        return {"kind": "static", "replicas": self.replicas}
+
+
+@dataclass(frozen=True)
+class Autoscaled:
+    """Pods managed by the HPA algorithm, synced every `sync_period_s` on each pod's busy CPU."""
+
+    spec: hpa.HPASpec
+    initial_replicas: int | None = None  # default: spec.min_replicas
+    sync_period_s: float = hpa.SYNC_PERIOD_S
+
+    @classmethod
+    def from_manifest(cls, path: str | Path, **kwargs) -> Autoscaled:
+        """From an HPA manifest file, e.g. cluster/model-serving-hpa.yaml."""
+        return cls(hpa.HPASpec.from_manifest(yaml.safe_load(Path(path).read_text())), **kwargs)
+
+    def to_dict(self) -> dict:
+        spec = asdict(self.spec)
+        return {"kind": "hpa", "spec": spec, "initial_replicas": self.initial_replicas, "sync_period_s": self.sync_period_s}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A scheduled job: requests wait for the next run (at `run_at_s`, then every `period_s`), which
+    starts `replicas` pods that work through the queue and stop when it is empty."""
+
+    replicas: int = 1
+    period_s: float = 86400.0
+    run_at_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"kind": "batch", **asdict(self)}
+
+
+def simulate(
+    schedule: Schedule | np.ndarray,
+    service: ServiceTimes,
+    *,
+    policy: Static | Autoscaled | Batch = Static(),
+    concurrency: int = 1,
+    routing: str = "round-robin",
+    startup_s: float = 0.0,
+    pod: PodSize = PodSize(),
+    seed: int = 0,
+) -> Result:
+    """Simulate serving `schedule` (or sorted arrival times in seconds) and return a Result."""
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency is requests a pod serves at once and must be >= 1, got {concurrency}")
+    if isinstance(schedule, Schedule):
+        arrivals, end = schedule.send_times(seed), schedule.duration
+    else:
+        arrivals = np.asarray(schedule, dtype=np.float64)
+        end = float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
+    rng = np.random.default_rng(seed)
+    service_s = service.draw(len(arrivals), rng)
+    sim = _Cluster(pod, concurrency, routing, startup_s, rng)
+    if isinstance(policy, Batch):
+        pod_ids, finish = sim.run_batch(arrivals, service_s, policy, end)
+    else:
+        pod_ids, finish = sim.run_online(arrivals, service_s, policy, end)
+    meta = {
+        "mode": "open",
+        "backend": "sim",
+        "duration_s": float(end),
+        "schedule": schedule.to_dict() if isinstance(schedule, Schedule) else None,
+        "seed": seed,
+        "requests_planned": len(arrivals),
+        "policy": policy.to_dict(),
+        "routing": routing,
+        "concurrency": concurrency,
+        "startup_s": startup_s,
+        "service_times": service.to_dict(),
+        "replicas": policy.replicas if not isinstance(policy, Autoscaled) else sim.initial,
+        "cpu_request_cores": pod.cpu_request_cores,
+        "memory_request_gib": pod.memory_request_gib,
+        "cpu_busy_cores": pod.cpu_busy_cores,
+        "client_cpu": 0.0,
+        "pods": sim.pod_usages(end),
+        "timeline": sim.timeline,
+    }
+    return Result(_frame(arrivals, service_s, finish, pod_ids, sim.names), meta)
+
+
+def _frame(arrivals, service_s, finish, pod_ids, names) -> pd.DataFrame:
+    """The live generator's columns: sent = intended (a simulated client never lags)."""
+    n = len(arrivals)
+    latency = finish - arrivals
+    frame = pd.DataFrame({
+        "intended_s": arrivals,
+        "sent_s": arrivals,
+        "latency_s": latency,
+        "service_s": latency,
+        "status": np.full(n, 200, dtype=np.int64),
+        "bytes": np.zeros(n, dtype=np.int64),
+        "replica": pd.Categorical.from_codes(pod_ids, categories=names) if n else pd.Categorical([]),
+        "error": np.full(n, None, dtype=object),
+        "infer_s": service_s,
+    })
+    return frame[COLUMNS]
+
+
+def replica_timeline(result: Result) -> pd.DataFrame:
+    """One row per HPA sync of a simulated run: t_s, replicas, ready, utilization_pct, desired, reason."""
+    return pd.DataFrame(result.meta.get("timeline") or [])
+
+
+class _Cluster:
+    """The pods of one simulation and their queues."""
+
+    def __init__(self, size: PodSize, concurrency: int, routing: str, startup_s: float, rng: np.random.Generator):
+        self.size, self.concurrency, self.routing, self.startup_s, self.rng = size, concurrency, routing, startup_s, rng
+        self.names: list[str] = []
+        self.created: list[float] = []
+        self.ready_at: list[float] = []
+        self.ended: list[float | None] = []
+        self.live: list[int] = []  # pods not scaled away, oldest first
+        self.free_at = np.zeros(0)  # one slot per pod: when its queue empties
+        self.slots: list[list[float]] = []  # several slots per pod: a heap of free times each
+        self.outstanding: list[list[float]] = []  # least-outstanding: finish times still ahead, per pod
+        self.used_s = np.zeros(0)  # seconds of service per pod (x slots in use)
+        self.last_finish = np.zeros(0)
+        self.busy: np.ndarray | None = None  # [pod, sync bin] seconds of service, for the HPA's CPU
+        self.bin_s = hpa.SYNC_PERIOD_S
+        self.rr = 0
+        self.initial = 0
+        self.timeline: list[dict] = []
+
+    # -- pods ---------------------------------------------------------------------------------------
+
+    def add_pods(self, count: int, now: float, ready_at: float) -> None:
+        for _ in range(count):
+            self.names.append(f"model-serving-sim-{len(self.names)}")
+            self.created.append(now)
+            self.ready_at.append(ready_at)
+            self.ended.append(None)
+            self.live.append(len(self.names) - 1)
+            self.slots.append([ready_at] * self.concurrency)
+            self.outstanding.append([])
+        grow = count
+        self.free_at = np.concatenate((self.free_at, np.full(grow, ready_at)))
+        self.used_s = np.concatenate((self.used_s, np.zeros(grow)))
+        self.last_finish = np.concatenate((self.last_finish, np.full(grow, ready_at)))
+        if self.busy is not None:
+            self.busy = np.vstack((self.busy, np.zeros((grow, self.busy.shape[1]))))
+
+    def ready(self, now: float) -> np.ndarray:
+        """Pods a Service would route to at `now`; if none is Ready yet, the starting ones (requests wait)."""
+        ready = [i for i in self.live if self.ready_at[i] <= now]
+        return np.array(ready or self.live, dtype=np.int64)
+
+    def next_ready_after(self, now: float) -> float:
+        return min((self.ready_at[i] for i in self.live if self.ready_at[i] > now), default=math.inf)
+
+    def remove_pods(self, count: int, now: float) -> None:
+        """Scale down as a ReplicaSet does: not-yet-Ready pods first, then the newest."""
+        leaving = sorted(self.live, key=lambda i: (self.ready_at[i] <= now, -self.created[i]))[:count]
+        for i in leaving:
+            self.ended[i] = now  # out of the Service now; its queue still drains
+        self.live = [i for i in self.live if i not in leaving]
+
+    def pod_usages(self, end: float) -> list[dict]:
+        usages = []
+        for i, name in enumerate(self.names):
+            stop = self.ended[i] if self.ended[i] is not None else end
+            usages.append(PodUsage(
+                name=name,
+                start_s=self.created[i],
+                end_s=float(max(stop, self.last_finish[i])),
+                cpu_request_cores=self.size.cpu_request_cores,
+                memory_request_gib=self.size.memory_request_gib,
+                cpu_used_core_s=float(self.used_s[i] * self.size.cpu_busy_cores),
+            ).to_dict())
+        return usages
+
+    # -- policies -----------------------------------------------------------------------------------
+
+    def run_online(self, arrivals, service_s, policy, end):
+        """Static or HPA: serve stretch by stretch between syncs and pods becoming Ready."""
+        autoscaler = None
+        if isinstance(policy, Autoscaled):
+            autoscaler = hpa.Autoscaler(policy.spec, metric_window_s=policy.sync_period_s)
+            self.bin_s = policy.sync_period_s
+            self.busy = np.zeros((0, int(end // self.bin_s) + 2))
+            self.initial = policy.initial_replicas or policy.spec.min_replicas
+        else:
+            self.initial = policy.replicas
+        if self.initial < 1:
+            raise ValueError("the simulation needs at least one pod to start with")
+        self.add_pods(self.initial, 0.0, 0.0)
+        pod_ids = np.zeros(len(arrivals), dtype=np.int64)
+        finish = np.zeros(len(arrivals))
+        t0, sync_index = 0.0, 1
+        while t0 < end:
+            next_sync = sync_index * self.bin_s if autoscaler else math.inf
+            t1 = min(next_sync, self.next_ready_after(t0), end)
+            i0, i1 = np.searchsorted(arrivals, [t0, t1])
+            if i1 > i0:
+                pod_ids[i0:i1], finish[i0:i1] = self.serve(t0, arrivals[i0:i1], service_s[i0:i1])
+            if t1 == next_sync and t1 < end:
+                self.sync(autoscaler, t1, sync_index)
+                sync_index += 1
+            t0 = t1
+        return pod_ids, finish
+
+    def run_batch(self, arrivals, service_s, policy: Batch, end):
+        """Each request waits for the next run; each run starts its pods and drains the queue."""
+        self.initial = policy.replicas
+        runs = policy.run_at_s + np.ceil((arrivals - policy.run_at_s) / policy.period_s) * policy.period_s
+        pod_ids = np.zeros(len(arrivals), dtype=np.int64)
+        finish = np.zeros(len(arrivals))
+        for run_s in np.unique(runs):
+            i0, i1 = np.searchsorted(runs, [run_s, np.nextafter(run_s, np.inf)])
+            first = len(self.names)
+            start = run_s + self.startup_s
+            self.add_pods(policy.replicas, run_s, start)
+            queued = np.full(i1 - i0, start)
+            pod_ids[i0:i1], finish[i0:i1] = self.serve(start, queued, service_s[i0:i1])
+            for i in range(first, len(self.names)):
+                self.ended[i] = float(self.last_finish[i])
+            self.live = []
+        return pod_ids, finish
+
+    def sync(self, autoscaler: hpa.Autoscaler, now: float, sync_index: int) -> None:
+        """One HPA sync: each pod's CPU over the last period, a decision, pods added or removed."""
+        live = list(self.live)
+        samples = []
+        for i in live:
+            ready = self.ready_at[i] <= now
+            cpu = self.busy[i, sync_index - 1] / self.bin_s * self.size.cpu_busy_cores if ready else 0.0
+            samples.append(hpa.PodSample(self.names[i], ready, cpu, self.size.cpu_request_cores, self.ready_at[i]))
+        decision = autoscaler.decide(now, len(live), samples)
+        change = decision.desired_replicas - len(live)
+        if change > 0:
+            self.add_pods(change, now, now + self.startup_s)
+        elif change < 0:
+            self.remove_pods(-change, now)
+        self.timeline.append({
+            "t_s": now,
+            "replicas": len(live),
+            "ready": sum(s.ready for s in samples),
+            "desired": decision.desired_replicas,
+            "utilization_pct": decision.utilization_pct,
+            "reason": decision.reason,
+        })
+
+    # -- queues -------------------------------------------------------------------------------------
+
+    def serve(self, t0: float, arrivals: np.ndarray, service_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Route a stretch of arrivals (all at or after t0, same Ready pods) and queue them."""
+        targets = self.ready(t0)
+        if self.concurrency == 1 and self.routing != "least-outstanding":
+            pods = self._route_vector(targets, len(arrivals))
+            finish = _fifo_finish(arrivals, service_s, pods, self.free_at, t0)
+        else:
+            pods, finish = self._serve_one_by_one(targets, arrivals, service_s)
+        self._account(targets, pods, finish, service_s)
+        return pods, finish
+
+    def _route_vector(self, targets: np.ndarray, k: int) -> np.ndarray:
+        if self.routing == "random":
+            return targets[self.rng.integers(len(targets), size=k)]
+        picks = targets[(self.rr + np.arange(k)) % len(targets)]
+        self.rr = (self.rr + k) % len(targets)
+        return picks
+
+    def _serve_one_by_one(self, targets, arrivals, service_s):
+        """Several slots per pod, or least-outstanding routing: a heap of slot free times per pod."""
+        least = self.routing == "least-outstanding"
+        chosen = None if least else self._route_vector(targets, len(arrivals)).tolist()
+        candidates = targets.tolist()
+        pods, finish = [], []
+        for j, (t, s) in enumerate(zip(arrivals.tolist(), service_s.tolist())):
+            p = min(candidates, key=lambda i: _outstanding(self.outstanding[i], t)) if least else chosen[j]
+            slots = self.slots[p]
+            done = max(t, slots[0]) + s
+            heapq.heapreplace(slots, done)
+            if least:
+                heapq.heappush(self.outstanding[p], done)
+            pods.append(p)
+            finish.append(done)
+        return np.array(pods, dtype=np.int64), np.array(finish)
+
+    def _account(self, targets: np.ndarray, pods: np.ndarray, finish: np.ndarray, service_s: np.ndarray) -> None:
+        n = len(self.names)
+        self.used_s += np.bincount(pods, weights=service_s, minlength=n)
+        np.maximum.at(self.last_finish, pods, finish)
+        if self.busy is not None:
+            _add_busy(self.busy, self.bin_s, targets, pods, finish - service_s, finish)
+
+
+def _outstanding(heap: list[float], now: float) -> int:
+    """Requests a pod has not finished at `now` (drops the finished ones from its heap)."""
+    while heap and heap[0] <= now:
+        heapq.heappop(heap)
+    return len(heap)
+
+
+def _fifo_finish(arrivals, service_s, pods, free_at, t0: float) -> np.ndarray:
+    """Finish times of one-slot FIFO queues, all pods at once; updates `free_at` per pod.
+
+    For one queue, finish_i = S_i + max(free, max over j <= i of (a_j - S_j-1)) where S is the
+    running sum of service times: Lindley's recursion unrolled. Grouping the requests by pod and
+    offsetting each group makes one cumulative maximum serve every pod. Times are taken relative to
+    t0 to keep the offsets small.
+    """
+    order = np.argsort(pods.astype(np.int32), kind="stable")
+    p, a, s = pods[order], arrivals[order] - t0, service_s[order]
+    first = np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1])))
+    counts = np.diff(np.append(first, len(p)))
+    groups = p[first]
+    g = np.repeat(np.arange(len(groups)), counts)
+    total = np.cumsum(s)
+    before = (total - s)[first]  # service summed over earlier groups
+    running = total - before[g]  # S_i within the group
+    x = a - (running - s)
+    offset = (x.max() - x.min() + 1.0) * g
+    best = np.maximum.accumulate(x + offset) - offset
+    done = running + np.maximum(best, (free_at[groups] - t0)[g]) + t0
+    free_at[groups] = done[first + counts - 1]
+    finish = np.empty_like(done)
+    finish[order] = done
+    return finish
+
+
+def _add_busy(busy: np.ndarray, bin_s: float, targets: np.ndarray, pods, start, finish) -> None:
+    """Spread each request's service over the sync bins it overlaps (seconds per pod per bin).
+
+    Summed on a small grid (the stretch's pods x the bins it touches), then added to `busy`.
+    """
+    last = busy.shape[1] - 1
+    b0 = np.minimum((start // bin_s).astype(np.int64), last)
+    b1 = np.minimum((finish // bin_s).astype(np.int64), last)
+    edge = (b0 + 1) * bin_s  # the bin edge a request crosses, if it crosses one
+    crosses = b1 > b0
+    rows = np.searchsorted(targets, pods)  # targets are pod ids in creation order, so sorted
+    low, span = b0.min(), b1.max() - b0.min() + 1
+    cells = np.concatenate((rows * span + b0 - low, rows * span + b1 - low))
+    seconds = np.concatenate((np.minimum(finish, edge) - start, np.where(crosses, finish - edge, 0.0)))
+    grid = np.bincount(cells, weights=seconds, minlength=len(targets) * span).reshape(len(targets), span)
+    busy[targets[:, None], low + np.arange(span)] += grid
+    wide = b1 > b0 + 1  # longer than a bin: the second part above also counted the middle bins
+    for p, lo, hi in zip(pods[wide], b0[wide], b1[wide]):
+        busy[p, lo + 1:hi] += bin_s
+        busy[p, hi] -= (hi - lo - 1) * bin_s

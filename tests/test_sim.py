@@ -1,0 +1,159 @@
+"""servelab.sim against queueing theory, and the HPA, routing, batch and Result shape it promises."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from servelab import cost, sim
+from servelab.load import schedules
+from servelab.load.result import COLUMNS, Result
+
+MEAN_S = 0.01  # exponential service, 10 ms
+HPA_MANIFEST = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
+
+
+def erlang_c(c: int, offered: float) -> float:
+    """Probability that an arrival waits in M/M/c (offered = lambda / mu, in Erlangs)."""
+    top = offered**c / math.factorial(c) / (1 - offered / c)
+    return top / (sum(offered**k / math.factorial(k) for k in range(c)) + top)
+
+
+def mmc_response_quantile(c: int, rho: float, mu: float, q: float) -> float:
+    """Quantile q of response time (wait + service) in M/M/c FIFO, from the closed form.
+
+    P(T > t) = (1 - C) e^(-mu t) + C P(Exp(theta) + Exp(mu) > t), theta = c mu - lambda, where C is
+    Erlang C: a waiting arrival's wait is exponential with rate theta, independent of its service.
+    """
+    lam = rho * c * mu
+    waits, theta = erlang_c(c, lam / mu), c * mu - lam
+
+    def tail(t: float) -> float:
+        if math.isclose(theta, mu):
+            both = (1 + mu * t) * math.exp(-mu * t)
+        else:
+            both = (theta * math.exp(-mu * t) - mu * math.exp(-theta * t)) / (theta - mu)
+        return (1 - waits) * math.exp(-mu * t) + waits * both
+
+    lo, hi = 0.0, 100.0 / mu
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if tail(mid) > 1 - q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def test_closed_form_reduces_to_mm1():
+    """M/M/1 response time is exponential with rate mu - lambda."""
+    assert mmc_response_quantile(1, 0.8, 100.0, 0.95) == pytest.approx(math.log(20) / 20, rel=1e-9)
+
+
+@pytest.mark.parametrize("c", [1, 2, 4])
+@pytest.mark.parametrize("rho", [0.5, 0.8])
+def test_mmc_p95_matches_erlang_c(c, rho):
+    """One pod with c slots and a shared FIFO queue is M/M/c: p95 within 3% over ~1M requests."""
+    rate = rho * c / MEAN_S
+    arrivals = schedules.Poisson(rate, 1_000_000 / rate, seed=c).send_times()
+    result = sim.simulate(arrivals, sim.ServiceTimes.exponential(MEAN_S), concurrency=c, seed=10 * c + int(rho * 10))
+    assert len(result.frame) > 990_000
+    simulated = np.percentile(result.frame["latency_s"].to_numpy(), 95)
+    expected = mmc_response_quantile(c, rho, 1 / MEAN_S, 0.95)
+    assert simulated == pytest.approx(expected, rel=0.03)
+
+
+def test_vectorized_queues_equal_lindley_one_request_at_a_time():
+    rng = np.random.default_rng(3)
+    arrivals = np.sort(rng.uniform(10, 20, 5000))
+    service = rng.exponential(0.004, 5000)
+    pods = rng.integers(0, 4, 5000) * 3  # pod ids need not be contiguous
+    free_at = np.array([0.0, 0, 0, 11.0, 0, 0, 12.5, 0, 0, 0.0])
+    expected, free = [], dict(enumerate(free_at.tolist()))
+    for a, s, p in zip(arrivals, service, pods):
+        free[p] = max(a, free[p]) + s
+        expected.append(free[p])
+    got = sim._fifo_finish(arrivals, service, pods, free_at, t0=10.0)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    assert free_at[9] == pytest.approx(free[9])
+
+
+def test_busy_time_is_spread_over_sync_bins():
+    busy = np.zeros((3, 6))
+    targets = np.array([0, 2])
+    start, finish = np.array([1.0, 14.0, 20.0]), np.array([3.0, 17.0, 52.0])  # inside, across, 3 bins
+    sim._add_busy(busy, 15.0, targets, np.array([0, 0, 2]), start, finish)
+    assert busy[0, :2].tolist() == [3.0, 2.0]
+    assert busy[2, 1:4].tolist() == [10.0, 15.0, 7.0]
+    assert busy.sum() == pytest.approx((finish - start).sum())
+
+
+@pytest.fixture(scope="module")
+def autoscaled():
+    """A step up and back down, the lab HPA manifest (30 s scale-down window), 5 s pod start-up."""
+    step = schedules.Step([(60, 20), (240, 150), (300, 20)])
+    policy = sim.Autoscaled.from_manifest(HPA_MANIFEST)
+    return sim.simulate(step, sim.ServiceTimes.exponential(MEAN_S), policy=policy, startup_s=5.0, seed=1)
+
+
+def test_hpa_scales_up_under_a_step_and_down_after_the_window(autoscaled):
+    timeline = sim.replica_timeline(autoscaled)
+    high = timeline[(timeline.t_s > 60) & (timeline.t_s <= 300)]
+    assert timeline[timeline.t_s <= 60].replicas.max() == 1
+    assert high.replicas.max() >= 3
+    after = timeline[timeline.t_s >= 300]
+    first_down = after[after.replicas < after.replicas.iloc[0]].t_s.min()
+    assert first_down >= 300 + 30 - 15  # the scale-down window, give or take one sync
+    assert timeline.replicas.iloc[-1] == 1
+
+
+def test_new_pods_serve_only_after_startup(autoscaled):
+    frame = autoscaled.frame
+    for pod in autoscaled.meta["pods"]:
+        served = frame.loc[frame.replica == pod["name"], "intended_s"]
+        if pod["start_s"] > 0:
+            assert served.min() >= pod["start_s"] + 5.0
+
+
+def test_result_has_the_live_shape_and_a_cost(autoscaled, tmp_path):
+    assert list(autoscaled.frame.columns) == COLUMNS
+    summary = autoscaled.summary()
+    assert summary["errors"] == 0 and summary["p99"] >= summary["p50"] > 0
+    assert summary["ok"] == len(autoscaled.frame)
+    report = cost.cost_of_result(autoscaled)
+    assert report.dollars > 0 and 0 < report.idle_share < 1
+    assert len(report.breakdown) == len(autoscaled.meta["pods"]) >= 3
+    loaded = Result.load(autoscaled.save(tmp_path / "run"))
+    assert cost.cost_of_result(tmp_path / "run").dollars == pytest.approx(report.dollars)
+    assert loaded.summary()["p95"] == pytest.approx(summary["p95"])
+
+
+def test_least_outstanding_beats_random_routing():
+    arrivals = schedules.Poisson(320, 200, seed=5).send_times()
+    service = sim.ServiceTimes.exponential(MEAN_S)
+    p95 = {
+        routing: np.percentile(
+            sim.simulate(arrivals, service, policy=sim.Static(4), routing=routing, seed=2).frame.latency_s, 95
+        )
+        for routing in ("random", "round-robin", "least-outstanding")
+    }
+    assert p95["least-outstanding"] < p95["round-robin"] < p95["random"]
+
+
+def test_batch_job_serves_the_queue_at_its_scheduled_time():
+    arrivals = schedules.Constant(2, 3600).send_times()
+    batch = sim.simulate(arrivals, sim.ServiceTimes.exponential(MEAN_S), policy=sim.Batch(2, 1800.0, 600.0), startup_s=30)
+    frame = batch.frame
+    done = frame.intended_s + frame.latency_s
+    runs = np.where(frame.intended_s <= 600, 600, np.where(frame.intended_s <= 2400, 2400, 4200))
+    assert (done >= runs + 30).all() and (done < runs + 300).all()
+    pods = batch.meta["pods"]
+    assert len(pods) == 6 and all(p["end_s"] - p["start_s"] < 300 for p in pods)
+
+
+def test_calibrate_takes_successful_service_times(autoscaled):
+    service = sim.calibrate(autoscaled)
+    assert service.kind == "empirical" and len(service.samples_s) == len(autoscaled.frame)
+    assert service.mean_s == pytest.approx(autoscaled.frame.service_s.mean())
+    drawn = service.draw(1000, np.random.default_rng(0))
+    assert set(drawn) <= set(service.samples_s)
