@@ -99,6 +99,7 @@ def test_scale_goes_through_the_scale_subresource(api, cluster):
     (request,) = api.requests("PATCH", f"{DEPLOYMENT}/scale")
     assert request.json() == {"spec": {"replicas": 3}}
     assert request.content_type == "application/strategic-merge-patch+json"
+    assert request.query == {"fieldManager": "servelab"}  # the timeline names who scaled
 
 
 def test_hpa_status_shows_current_and_target_or_unknown(api, cluster):

@@ -139,3 +139,14 @@ def test_lock_pins_every_dependency_within_pyprojects_ranges():
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not in cluster/requirements.lock: run sh cluster/lock-requirements.sh"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+
+
+def test_ci_workflow_creates_the_cluster_make_cluster_reuses():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "kind.yml").read_text())
+    steps = workflow["jobs"]["labs-on-kind"]["steps"]
+    (kind,) = [s for s in steps if s.get("uses", "").startswith("helm/kind-action@")]
+    assert kind["with"]["config"] == "cluster/kind-config.yaml" and kind["with"]["cluster_name"] == "servelab"
+    runs = [s.get("run", "") for s in steps]
+    assert runs.index("make cluster") < next(i for i, r in enumerate(runs) if "test_notebooks.py" in r)
+    (labs,) = [s for s in steps if "test_notebooks.py" in s.get("run", "")]
+    assert labs["env"]["SERVELAB_BACKEND"] == "kube"

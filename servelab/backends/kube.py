@@ -356,7 +356,8 @@ class KubeCluster(base.Cluster):
         return json.loads(response.data)
 
     def scale(self, deployment: str, replicas: int) -> str:
-        self.apps.patch_namespaced_deployment_scale(deployment, self.namespace, {"spec": {"replicas": replicas}})
+        self.apps.patch_namespaced_deployment_scale(deployment, self.namespace, {"spec": {"replicas": replicas}},
+                                                field_manager=FIELD_MANAGER)
         return f"deployment.apps/{deployment} scaled"
 
     def wait_ready(self, deployment: str, replicas: int | None = None, timeout: float = 60) -> float:
