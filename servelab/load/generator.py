@@ -1,0 +1,248 @@
+"""The event loop that sends requests and records what happened to each one.
+
+One `Shard` is the work of one generator process (or thread): a slice of an open-loop schedule,
+or some of the closed-loop users. `run_shard` runs it on a fresh event loop and returns a
+`ShardRecord` of raw per-request arrays; `servelab.load.runner` splits work into shards, shows
+progress and merges the records into a `Result`.
+
+Open loop: each request is fired as its own task at its intended time, so a slow response never
+delays the next send; the only limit is `max_inflight`, and a request refused by it is recorded
+as a failure, never skipped. Closed loop: each user sends, waits for the answer, thinks, repeats.
+Times are `time.monotonic()`, which all processes on one machine share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import re
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+# How often a shard reports progress (completions and fresh latencies) to the parent.
+PROGRESS_EVERY_S = 0.5
+_INFER_DUR = re.compile(r"(?:^|,)\s*infer\s*;(?:[^,]*;)?\s*dur=([0-9.eE+-]+)")
+
+
+@dataclass
+class Shard:
+    """One generator's share of a run: open loop if `times` is given, else closed loop with `users`."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    timeout: float
+    max_inflight: int
+    times: np.ndarray | None = None  # intended send offsets (s) from the common start
+    users: int = 0
+    duration: float = 0.0
+    think_time: float = 0.0
+
+
+@dataclass
+class ShardRecord:
+    """Raw per-request arrays from one shard; times are offsets (s) from the common start."""
+
+    intended: np.ndarray
+    sent: np.ndarray
+    done: np.ndarray
+    status: np.ndarray
+    nbytes: np.ndarray
+    infer: np.ndarray
+    replica: list
+    error: list
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Recorder:
+    """Preallocated per-request columns; closed loop grows them as users send."""
+
+    capacity: int
+    size: int = 0
+    n_done: int = 0
+    n_ok: int = 0
+    fresh: list = field(default_factory=list)  # latencies (s) completed since the last progress report
+
+    def __post_init__(self) -> None:
+        n = max(self.capacity, 1)
+        self.intended = np.full(n, np.nan)
+        self.sent = np.full(n, np.nan)
+        self.done = np.full(n, np.nan)
+        self.status = np.zeros(n, dtype=np.int16)
+        self.nbytes = np.zeros(n, dtype=np.int64)
+        self.infer = np.full(n, np.nan)
+        self.replica: list = [None] * n
+        self.error: list = [None] * n
+
+    def add(self, intended: float) -> int:
+        """Claim the next slot for a request intended at `intended` (absolute monotonic time)."""
+        if self.size == len(self.intended):
+            self._grow()
+        i = self.size
+        self.intended[i] = intended
+        self.size += 1
+        return i
+
+    def _grow(self) -> None:
+        n = len(self.intended)
+        for name, fill in (("intended", np.nan), ("sent", np.nan), ("done", np.nan), ("infer", np.nan),
+                           ("status", 0), ("nbytes", 0)):
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.full(n, fill, dtype=old.dtype)]))
+        self.replica.extend([None] * n)
+        self.error.extend([None] * n)
+
+    def finish(self, i: int, status: int, nbytes: int = 0, replica: str | None = None,
+               infer_ms: float | None = None, error: str | None = None) -> None:
+        done = time.monotonic()
+        self.done[i] = done
+        self.status[i] = status
+        self.nbytes[i] = nbytes
+        self.replica[i] = replica
+        self.error[i] = error
+        if infer_ms is not None:
+            self.infer[i] = infer_ms / 1000.0
+        self.n_done += 1
+        if 200 <= status < 300:
+            self.n_ok += 1
+            self.fresh.append(done - self.intended[i])
+
+    def to_record(self, start: float) -> ShardRecord:
+        n = self.size
+        return ShardRecord(
+            intended=self.intended[:n] - start, sent=self.sent[:n] - start, done=self.done[:n] - start,
+            status=self.status[:n].copy(), nbytes=self.nbytes[:n].copy(), infer=self.infer[:n].copy(),
+            replica=self.replica[:n], error=self.error[:n],
+        )
+
+
+def _infer_ms(server_timing: str | None) -> float | None:
+    """Model time from a `server-timing: infer;dur=<ms>` header, if the server sent one."""
+    if not server_timing:
+        return None
+    match = _INFER_DUR.search(server_timing)
+    return float(match.group(1)) if match else None
+
+
+async def _send(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, i: int) -> None:
+    """Send one request and record its outcome, whatever it is."""
+    rec.sent[i] = time.monotonic()
+    try:
+        async with session.post(shard.url, data=shard.body, headers=shard.headers) as resp:
+            payload = await resp.read()
+            ok = 200 <= resp.status < 300
+            rec.finish(
+                i, resp.status, len(payload),
+                replica=resp.headers.get("x-servelab-replica"),
+                infer_ms=_infer_ms(resp.headers.get("server-timing")),
+                error=None if ok else payload[:300].decode("utf-8", "replace") or resp.reason,
+            )
+    except asyncio.TimeoutError:
+        rec.finish(i, 0, error=f"timeout: no complete response within {shard.timeout:g} s")
+    except asyncio.CancelledError:
+        rec.finish(i, 0, error="cancelled: the run was stopped before the response arrived")
+        raise
+    except Exception as exc:  # every failure is recorded; none may vanish from the results
+        rec.finish(i, 0, error=f"{type(exc).__name__}: {exc}".strip(": "))
+
+
+async def _open_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, start: float, stop) -> None:
+    """Fire each request at its intended time as its own task; never wait for a response to send."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task] = set()
+    clock = time.monotonic
+    for offset in shard.times:
+        due = start + offset
+        while (delay := due - clock()) > 0:  # loop: timers may wake up to a millisecond early
+            await asyncio.sleep(delay)
+        if stop.is_set():
+            break
+        i = rec.add(due)
+        if len(tasks) >= shard.max_inflight:
+            rec.sent[i] = clock()
+            rec.finish(i, 0, error=f"not sent: {len(tasks)} requests already in flight (max_inflight)")
+            continue
+        task = loop.create_task(_send(session, shard, rec, i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await _drain(tasks, stop)
+
+
+async def _closed_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, start: float, stop) -> None:
+    """`users` concurrent users: send, wait for the answer, think, repeat until the duration ends."""
+    end = start + shard.duration
+
+    async def user() -> None:
+        while not stop.is_set() and (now := time.monotonic()) < end:
+            await _send(session, shard, rec, rec.add(now))
+            if shard.think_time:
+                await asyncio.sleep(shard.think_time)
+
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    await _drain({asyncio.ensure_future(user()) for _ in range(shard.users)}, stop)
+
+
+async def _drain(tasks: set, stop) -> None:
+    """Wait for in-flight requests (each bounded by the timeout); cancel them if stopped."""
+    while tasks:
+        done, pending = await asyncio.wait(tasks, timeout=0.2)
+        tasks = pending
+        if stop.is_set():
+            for task in pending:
+                task.cancel()
+
+
+async def _report(rec: _Recorder, report) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        fresh, rec.fresh = rec.fresh, []
+        report(rec.n_done, rec.n_ok, fresh)
+
+
+async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
+    capacity = len(shard.times) if shard.times is not None else 1024
+    rec = _Recorder(capacity)
+    connector = aiohttp.TCPConnector(limit=shard.max_inflight, keepalive_timeout=60, ttl_dns_cache=None)
+    timeout = aiohttp.ClientTimeout(total=shard.timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)) as session:
+        start = start_at()  # blocks until the parent says go: all shards share one start time
+        reporter = asyncio.ensure_future(_report(rec, report))
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        loop_fn = _open_loop if shard.times is not None else _closed_loop
+        await loop_fn(session, shard, rec, start, stop)
+        cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
+        reporter.cancel()
+    report(rec.n_done, rec.n_ok, rec.fresh)
+    record = rec.to_record(start)
+    record.cpu_s, record.wall_s = cpu_s, wall_s
+    return record
+
+
+# uvloop when installed (it comes with uvicorn[standard] on Linux/macOS): less CPU per request.
+EVENT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    if EVENT_LOOP == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_shard(shard: Shard, start_at, report, stop) -> ShardRecord:
+    """Run one shard to completion on a fresh event loop in the calling thread.
+
+    `start_at()` returns the common absolute start time (it may block until all shards are
+    ready), `report(n_done, n_ok, fresh_latencies)` receives progress, `stop.is_set()` aborts.
+    """
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_run(shard, start_at, report, stop))
+    finally:
+        loop.close()

@@ -1,0 +1,277 @@
+"""`run` (open loop) and `run_closed` (closed loop): split the work, show progress, merge a Result.
+
+Work is split into shards (see `generator`): one runs in a thread of this process, which works
+the same in a terminal and inside a notebook's already-running event loop; when one core cannot
+keep up with a rate, more shards run in worker processes, each taking an interleaved share of
+the schedule (request k goes to worker k mod n), all starting at one shared instant.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from servelab.load import generator, schedules
+from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
+from servelab.load.result import Result, environment
+
+# Requests/s one generator process sends with schedule lag p99 under 2 ms against the servelab
+# server on one core (bench/load.py measures it); above this, `workers=None` adds processes.
+RATE_PER_WORKER = 1500
+DEFAULT_MAX_INFLIGHT = 1000
+_START_MARGIN_S = 0.05  # between "all ready" and the first send, so every shard starts on time
+_PROGRESS_MIN_S = 3.0  # runs shorter than this get no progress bar by default
+
+TFSERVING_BODY = {"instances": [[1.0, 2.0, 5.0]]}
+OIP_BODY = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 5.0]}]}
+_PATHS = {"tfserving": "/v1/models/{model}:predict", "oip": "/v2/models/{model}/infer"}
+
+
+def target_url(url: str, protocol: str = "tfserving", model: str = "my-model") -> str:
+    """The predict/infer URL: `url` itself if it names an endpoint, else the protocol's path under it."""
+    if protocol not in _PATHS:
+        raise ValueError(f"protocol must be 'tfserving' (TF Serving v1 REST) or 'oip' (Open Inference v2), got {protocol!r}")
+    if url.endswith(":predict") or url.endswith("/infer"):
+        return url
+    return url.rstrip("/") + _PATHS[protocol].format(model=model)
+
+
+def request_body(protocol: str, body: Any = None) -> bytes:
+    """JSON bytes to send: `body` as given (dict/list encoded, str/bytes as is) or the protocol's default."""
+    if body is None:
+        body = TFSERVING_BODY if protocol == "tfserving" else OIP_BODY
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return orjson.dumps(body)
+
+
+def auto_workers(times: np.ndarray) -> int:
+    """Generator processes needed for the busiest second of the schedule, at most one per CPU."""
+    if len(times) == 0:
+        return 1
+    peak = np.bincount(times.astype(np.int64)).max()
+    return int(min(os.cpu_count() or 1, max(1, math.ceil(peak / RATE_PER_WORKER))))
+
+
+def run(url: str, schedule: schedules.Schedule, *, protocol: str = "tfserving", body: Any = None,
+        timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None, cluster=None,
+        model: str = "my-model", workers: int | None = None, max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        seed: int = 0) -> Result:
+    """Open-loop load: send each request at its intended time from `schedule`, whatever the server does.
+
+    Latency is measured from the intended send time, so a stalled server (or a generator that
+    falls behind) shows up in the percentiles instead of being hidden. `progress=None` shows a
+    bar for runs longer than a few seconds; `workers=None` picks the number of generator
+    processes the schedule's peak rate needs. At most `max_inflight` requests wait for an
+    answer at once; a request over that limit is not sent and is recorded as a failure.
+    """
+    times = schedule.send_times(seed=seed)
+    workers = auto_workers(times) if workers is None else max(1, int(workers))
+    template = _shard(url, protocol, body, model, timeout, max(1, max_inflight // workers))
+    shards = [replace(template, times=times[w::workers]) for w in range(workers)]
+    label = f"{type(schedule).__name__.lower()} {len(times) / schedule.duration:.0f} req/s"
+    info = {"mode": "open", "protocol": protocol, "schedule": schedule.to_dict(), "seed": seed,
+            "requests_planned": len(times)}
+    return _execute(shards, len(times), schedule.duration, label, progress, template, info, meta, cluster)
+
+
+def run_closed(url: str, users: int, duration: float, *, think_time: float = 0.0, protocol: str = "tfserving",
+               body: Any = None, timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None,
+               cluster=None, model: str = "my-model", workers: int = 1) -> Result:
+    """Closed-loop load: `users` each send a request, wait for its answer, think, and repeat.
+
+    This is how many load tools work. It is here to show what it hides: while the server is
+    stalled, the users wait instead of sending, so the stall touches only a few requests.
+    Latency is measured from the actual send.
+    """
+    if users < 1:
+        raise ValueError(f"users must be at least 1, got {users}")
+    workers = max(1, min(int(workers), users))
+    template = _shard(url, protocol, body, model, timeout, users)
+    shares = [len(range(w, users, workers)) for w in range(workers)]
+    shards = [replace(template, users=n, duration=float(duration), think_time=float(think_time)) for n in shares]
+    label = f"closed loop, {users} users"
+    info = {"mode": "closed", "protocol": protocol, "users": users, "think_time_s": think_time}
+    return _execute(shards, None, float(duration), label, progress, template, info, meta, cluster)
+
+
+def _shard(url, protocol, body, model, timeout, max_inflight) -> Shard:
+    return Shard(url=target_url(url, protocol, model), body=request_body(protocol, body),
+                 headers={"Content-Type": "application/json"}, timeout=float(timeout), max_inflight=max_inflight)
+
+
+def _execute(shards, total, duration, label, progress, template, info, meta, cluster) -> Result:
+    started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    show = duration >= _PROGRESS_MIN_S if progress is None else bool(progress)
+    with _Progress(total, label, show) as bar:
+        records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
+    cpu_fraction = max(r.cpu_s / r.wall_s if r.wall_s > 0 else 0.0 for r in records)
+    run_meta = {
+        **environment(),
+        "url": template.url,
+        "body": template.body.decode("utf-8", "replace"),
+        "timeout_s": template.timeout,
+        "max_inflight": template.max_inflight * len(shards),
+        "workers": len(shards),
+        "client_cpu": round(cpu_fraction, 3),
+        "event_loop": generator.EVENT_LOOP,
+        "started_utc": started_utc,
+        **info,
+        **(cluster.run_metadata() if cluster is not None else {}),
+        **(meta or {}),
+    }
+    return Result.from_records(records, run_meta, duration=duration)
+
+
+def _in_thread(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:
+    """One shard on its own event loop in a thread: works even where a loop already runs (Jupyter)."""
+    out: dict[str, Any] = {}
+    stop, reports = threading.Event(), queue.Queue()
+
+    def target() -> None:
+        try:
+            out["record"] = generator.run_shard(shards[0], lambda: bar.begin(time.monotonic() + _START_MARGIN_S),
+                                                lambda *a: reports.put(a), stop)
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+        finally:
+            reports.put(None)
+
+    thread = threading.Thread(target=target, name="servelab-load", daemon=True)
+    thread.start()
+    try:
+        while (report := reports.get()) is not None:
+            bar.update(0, *report)
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in out:
+        raise out["error"]
+    return [out["record"]]
+
+
+def _in_processes(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:
+    """Each shard in a worker process (see servelab.load.worker), all starting at one instant."""
+    workers = [_Worker(shard) for shard in shards]
+    try:
+        for w in workers:
+            w.expect("ready")
+        start = bar.begin(time.monotonic() + _START_MARGIN_S)
+        for w in workers:
+            w.conn.send(("start", start))
+        records: dict[int, ShardRecord] = {}
+        while len(records) < len(workers):
+            for conn in wait([w.conn for i, w in enumerate(workers) if i not in records]):
+                i = next(i for i, w in enumerate(workers) if w.conn is conn)
+                kind, *rest = workers[i].receive()
+                if kind == "progress":
+                    bar.update(i, *rest)
+                elif kind == "done":
+                    records[i] = rest[0]
+    finally:
+        for w in workers:
+            w.close()
+    return [records[i] for i in range(len(workers))]
+
+
+class _Worker:
+    """A generator worker process and the socket to it."""
+
+    def __init__(self, shard: Shard) -> None:
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen([sys.executable, "-m", "servelab.load.worker", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send(("shard", shard))
+
+    def receive(self) -> tuple:
+        try:
+            msg = self.conn.recv()
+        except EOFError:
+            msg = ("error", f"exited with code {self.proc.wait()} without sending its results")
+        if msg[0] == "error":
+            raise RuntimeError(f"load generator worker (pid {self.proc.pid}) failed: {msg[1]}")
+        return msg
+
+    def expect(self, kind: str, timeout: float = 60.0) -> None:
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"load generator worker (pid {self.proc.pid}) did not start within {timeout:g} s")
+        msg = self.receive()
+        if msg[0] != kind:
+            raise RuntimeError(f"load generator worker sent {msg[0]!r} where {kind!r} was expected")
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("stop",))
+        except OSError:
+            pass
+        self.conn.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Progress:
+    """A tqdm bar (notebook or terminal) fed by shard reports: requests done, achieved rate, live p95."""
+
+    def __init__(self, total: int | None, label: str, show: bool) -> None:
+        self.total, self.label, self.show = total, label, show
+        self._bar = None
+        self._done: dict[int, int] = {}
+        self._ok: dict[int, int] = {}
+        self._recent: deque = deque(maxlen=8)  # the last few reports: about the last second or two
+        self._started = time.monotonic()
+
+    def __enter__(self) -> "_Progress":
+        if self.show:
+            from tqdm.auto import tqdm
+
+            layout = ("{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]" if self.total
+                      else "{desc}: {n_fmt} req [{elapsed}{postfix}]")  # our own rate: tqdm's counts start-up
+            self._bar = tqdm(total=self.total, desc=self.label, unit="req", leave=True, bar_format=layout)
+        return self
+
+    def begin(self, start: float) -> float:
+        """The run starts at monotonic time `start` (workers were getting ready until now)."""
+        self._started = start
+        if self._bar is not None:
+            self._bar.reset(total=self.total)
+        return start
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, worker: int, n_done: int, n_ok: int, fresh: list) -> None:
+        self._done[worker], self._ok[worker] = n_done, n_ok
+        if fresh:
+            self._recent.append(np.asarray(fresh))
+        if self._bar is None:
+            return
+        elapsed = max(time.monotonic() - self._started, PROGRESS_EVERY_S)
+        window = np.concatenate(self._recent) if self._recent else np.empty(0)
+        p95 = f"{np.percentile(window, 95) * 1000:.1f} ms" if len(window) else "-"
+        self._bar.n = sum(self._done.values())
+        self._bar.set_postfix_str(f"{sum(self._ok.values()) / elapsed:.0f} ok/s, p95 {p95}", refresh=True)

@@ -1,0 +1,216 @@
+"""Plots of load results: latency over time, latency against offered rate, latency distributions.
+
+Each function takes what `servelab.load` (or the simulator, which returns the same shape)
+produced, draws on `ax` (or a new figure), labels axes with units, titles the plot with what
+it shows in numbers, and returns the Axes so a lab can add to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+_PERCENTILE_NAMES = {"p50": "p50 (median)", "p90": "p90", "p95": "p95", "p99": "p99", "p999": "p99.9"}
+
+
+def _axes(ax, size=(8, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def latency_over_time(result, ax=None, *, slo_ms: float | None = None, window_s: float = 1.0):
+    """Every request's latency at its intended send time, with the p95 of each `window_s` window.
+
+    Failed requests are drawn as red crosses at the top, so they cannot pass for fast answers.
+    """
+    ax = _axes(ax)
+    frame = result.frame
+    ok = (frame["status"] >= 200) & (frame["status"] < 300)
+    t, latency_ms = frame["intended_s"], frame["latency_s"] * 1000.0
+    ax.scatter(t[ok], latency_ms[ok], s=4, alpha=0.35, color="tab:blue", label="request (ok)")
+    bins = np.floor(t[ok] / window_s) * window_s
+    p95 = latency_ms[ok].groupby(bins).quantile(0.95)
+    ax.step(p95.index + window_s / 2, p95.to_numpy(), where="mid", color="tab:orange", lw=2,
+            label=f"p95 per {window_s:g} s")
+    if (~ok).any():
+        top = latency_ms[ok].max() if ok.any() else 1.0
+        ax.scatter(t[~ok], np.full((~ok).sum(), top), marker="x", color="tab:red", s=16,
+                   label=f"failed ({(~ok).sum()})")
+    if slo_ms is not None:
+        ax.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("intended send time since start (s)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title(_over_time_title(result.summary(), result.meta, p95))
+    ax.legend(loc="upper right", fontsize="small")
+    return ax
+
+
+def _over_time_title(s: dict, meta: dict, p95: pd.Series) -> str:
+    mode = "closed loop" if meta.get("mode") == "closed" else f"open loop at {s['offered_rate']:.0f} req/s"
+    title = f"{mode}: p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms"
+    if len(p95):
+        title += f"; worst second p95 {p95.max():.0f} ms at t={p95.idxmax():.0f} s"
+    if s["errors"]:
+        title += f"; {s['errors']} failed"
+    return title
+
+
+def latency_vs_rate(results, ax=None, *, slo_ms: float | None = None,
+                    percentiles: Iterable[str] = ("p50", "p95", "p99")):
+    """Latency percentiles against offered rate, one point per run of a sweep.
+
+    `results` is a `Sweep` or a list of Results. Runs with failures are ringed in red: their
+    percentiles describe only the requests that succeeded.
+    """
+    ax = _axes(ax)
+    table = _sweep_table(results)
+    rates = table["offered_rate"]
+    for name in percentiles:
+        ax.plot(rates, table[name], marker="o", label=_PERCENTILE_NAMES.get(name, name))
+    failing = table[table["errors"] > 0]
+    if len(failing):
+        ax.scatter(failing["offered_rate"], failing[list(percentiles)[-1]], s=160, facecolors="none",
+                   edgecolors="tab:red", label="run with failures")
+    if slo_ms is not None:
+        ax.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title(_vs_rate_title(table, slo_ms, "p95" if "p95" in percentiles else list(percentiles)[-1]))
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _sweep_table(results) -> pd.DataFrame:
+    rows = [r.summary() for r in results]
+    return pd.DataFrame(rows).sort_values("offered_rate").reset_index(drop=True)
+
+
+def _vs_rate_title(table: pd.DataFrame, slo_ms: float | None, key: str) -> str:
+    first, last = table.iloc[0], table.iloc[-1]
+    if slo_ms is None:
+        return (f"{key} grows from {first[key]:.1f} ms at {first['offered_rate']:.0f} req/s "
+                f"to {last[key]:.1f} ms at {last['offered_rate']:.0f} req/s")
+    meets = (table[key] <= slo_ms) & (table["errors"] == 0)
+    if meets.all():
+        return f"{key} meets the {slo_ms:g} ms SLO at every rate tried (up to {last['offered_rate']:.0f} req/s)"
+    if not meets.iloc[0]:
+        return f"{key} misses the {slo_ms:g} ms SLO already at {first['offered_rate']:.0f} req/s"
+    best = table.loc[meets.cumprod().astype(bool), "offered_rate"].max()
+    return f"{key} meets the {slo_ms:g} ms SLO up to {best:.0f} req/s, then misses it"
+
+
+def latency_cdf(results: Mapping[str, object], ax=None):
+    """Latency distributions side by side (e.g. open vs closed loop): the fraction of requests at or below x.
+
+    The x axis is logarithmic so that a tail of stalls is as visible as the fast median.
+    """
+    ax = _axes(ax)
+    p99s = []
+    for label, result in results.items():
+        frame = result.frame
+        ok = (frame["status"] >= 200) & (frame["status"] < 300)
+        latency_ms = np.sort(frame.loc[ok, "latency_s"].to_numpy() * 1000.0)
+        ax.plot(latency_ms, np.arange(1, len(latency_ms) + 1) / max(len(latency_ms), 1), label=label)
+        p99s.append(f"{label} p99 {result.summary()['p99']:.1f} ms")
+    ax.axhline(0.99, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests at or below")
+    ax.set_title(" vs ".join(p99s))
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+# -- Lab figures (labs area): one picture per lab question, titled with what it found ----------
+
+
+def latency_histogram(values, ax=None, *, unit: str = "ms", what: str = "requests"):
+    """A distribution of measured latencies with p50/p95/p99 marked; the title gives p99 / p50."""
+    ax = _axes(ax)
+    values = np.asarray(values, dtype=float)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    ax.hist(values[values <= np.percentile(values, 99.9)], bins=60, color="tab:blue", alpha=0.7)
+    for value, name, style in ((p50, "p50", "-"), (p95, "p95", "--"), (p99, "p99", ":")):
+        ax.axvline(value, color="black", ls=style, label=f"{name} {value:.1f} {unit}")
+    ax.set_xlabel(f"latency ({unit}); the slowest 0.1 % lie off the right edge")
+    ax.set_ylabel("number of calls")
+    ax.set_title(f"{what}: p99 is {p99 / p50:.1f}x p50")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def latency_breakdown(parts: Mapping[str, Mapping[str, float]], ax=None, *, unit: str = "ms"):
+    """Stacked bars, one per way of calling the model, split into named parts ("model" among them).
+
+    The title gives the model's share of the slowest way's total.
+    """
+    ax = _axes(ax, size=(8, 1.5 + 0.7 * len(parts)))
+    colours: dict[str, str] = {}
+    for row, (path, pieces) in enumerate(parts.items()):
+        left = 0.0
+        for piece, value in pieces.items():
+            new = piece not in colours
+            colour = colours.setdefault(piece, f"C{len(colours)}")
+            ax.barh(row, value, left=left, color=colour, label=piece if new else None)
+            left += value
+        ax.text(left, row, f"  {left:.3f} {unit}", va="center")
+    ax.set_yticks(range(len(parts)), list(parts))
+    ax.invert_yaxis()
+    ax.margins(x=0.25)
+    ax.set_xlabel(f"median time per prediction ({unit})")
+    slowest = max(parts.values(), key=lambda pieces: sum(pieces.values()))
+    share = slowest.get("model", 0.0) / sum(slowest.values())
+    ax.set_title(f"The model is {share:.0%} of a request's time over HTTP; the rest is serving overhead")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+def pod_startup(startup: pd.DataFrame, ax=None):
+    """Each pod's start as two stacked bars: created -> running, running -> ready (`lab.pod_startup`)."""
+    ax = _axes(ax, size=(8, 1.5 + 0.5 * len(startup)))
+    rows = range(len(startup))
+    to_running, to_ready = startup["created → running (s)"], startup["running → ready (s)"]
+    ax.barh(rows, to_running, color="tab:grey", label="created → running (process starts)")
+    ax.barh(rows, to_ready, left=to_running, color="tab:green", label="running → ready (imports, model, probe)")
+    ax.set_yticks(rows, startup.index)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the pod was created")
+    total = startup["created → ready (s)"]
+    ax.set_title(f"A new pod takes {total.median():.1f} s to become Ready, "
+                 f"{(to_ready / total).median():.0%} of it after its process started")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+def mark_saturation(ax, rate: float | None):
+    """Mark the saturation point found by `lab.saturation_rate` on a latency_vs_rate plot."""
+    if rate is not None:
+        ax.axvline(rate, color="black", ls=":", lw=1.5, label=f"saturation: p95 turns up at {rate:g} req/s")
+        ax.legend(fontsize="small")
+    return ax
+
+
+def cost_per_million(costs: pd.DataFrame, ax=None):
+    """$ per 1M predictions against offered rate (`lab.cost_by_rate`), with the idle share beside it."""
+    ax = _axes(ax)
+    rates, per_million = costs.index.to_numpy(dtype=float), costs["$ per 1M predictions"]
+    ax.plot(rates, per_million, marker="o", color="tab:green", label="$ per 1M predictions")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s)")
+    ax.set_ylabel("$ per 1M predictions (log scale)")
+    idle = ax.twinx()
+    idle.plot(rates, costs["idle share"] * 100, ls="--", color="tab:grey", label="idle share")
+    idle.set_ylabel("idle share of the cost (%)")
+    idle.set_ylim(0, 100)
+    cheapest = per_million.idxmin()
+    ax.set_title(f"A prediction costs {per_million.iloc[0] / per_million.min():.0f}x more at "
+                 f"{rates[0]:g} req/s than at {cheapest:g} req/s")
+    lines = ax.get_legend_handles_labels(), idle.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize="small")
+    return ax

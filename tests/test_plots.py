@@ -1,0 +1,70 @@
+"""Plot helpers: they draw what they are given, with units on the axes and the finding in the title."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from load_fixtures import synthetic_result  # noqa: E402
+
+from servelab import plots  # noqa: E402
+from servelab.load import Sweep  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def sweep_of(p95s_ms, errors=()):
+    """Runs at 100, 200, ... req/s whose latencies are flat at the given value."""
+    runs = []
+    for i, latency in enumerate(p95s_ms):
+        status = [200] * 95 + ([500] * 5 if i in errors else [200] * 5)
+        r = synthetic_result([latency] * 100, status=status)
+        r.meta["duration_s"] = 100 / (100 * (i + 1))  # offered rate 100 * (i + 1)
+        runs.append(r)
+    return Sweep(runs)
+
+
+def test_latency_over_time_marks_failures_and_states_percentiles():
+    latencies = np.r_[np.full(180, 2.0), np.full(20, 150.0)]
+    status = [200] * 195 + [0] * 5
+    ax = plots.latency_over_time(synthetic_result(latencies, status=status), slo_ms=50)
+    assert ax.get_xlabel() == "intended send time since start (s)"
+    assert ax.get_ylabel() == "latency (ms, log scale)"
+    title = ax.get_title()
+    assert title.startswith("open loop at 100 req/s: p50 2.0 ms, p99 150.0 ms")
+    assert "worst second p95 150 ms at t=1 s" in title and "5 failed" in title
+    assert any("failed (5)" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+@pytest.mark.parametrize("p95s, slo, expected", [
+    ([2, 3, 40, 400], 50, "p95 meets the 50 ms SLO up to 300 req/s, then misses it"),
+    ([2, 3, 4], 50, "p95 meets the 50 ms SLO at every rate tried (up to 300 req/s)"),
+    ([80, 90], 50, "p95 misses the 50 ms SLO already at 100 req/s"),
+    ([2, 20], None, "p95 grows from 2.0 ms at 100 req/s to 20.0 ms at 200 req/s"),
+])
+def test_latency_vs_rate_title_states_the_finding(p95s, slo, expected):
+    ax = plots.latency_vs_rate(sweep_of(p95s), slo_ms=slo)
+    assert ax.get_title() == expected
+    assert ax.get_xlabel() == "offered rate (requests/s)"
+    assert ax.get_ylabel() == "latency (ms, log scale)"
+    assert len(ax.get_lines()[0].get_xdata()) == len(p95s)
+
+
+def test_a_run_with_failures_does_not_meet_the_slo():
+    ax = plots.latency_vs_rate(sweep_of([2, 3, 4], errors={1}), slo_ms=50)
+    assert ax.get_title() == "p95 meets the 50 ms SLO up to 100 req/s, then misses it"
+    assert any("failures" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_latency_cdf_compares_tails():
+    fast, slow = synthetic_result([1.0] * 100), synthetic_result([1.0] * 90 + [64.0] * 10)
+    ax = plots.latency_cdf({"closed loop": fast, "open loop": slow})
+    assert ax.get_title() == "closed loop p99 1.0 ms vs open loop p99 64.0 ms"
+    assert ax.get_xlabel() == "latency (ms, log scale)"
+    assert ax.get_lines()[0].get_ydata()[-1] == 1.0
