@@ -114,3 +114,22 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def closed_loop(url: str, body: bytes, users: int, seconds: float) -> int:
+    """`users` clients each sending the next request as soon as the last answered; returns 2xx count."""
+
+    async def user(session: aiohttp.ClientSession, stop_at: float) -> int:
+        ok = 0
+        while time.perf_counter() < stop_at:
+            async with session.post(url, data=body) as response:
+                await response.read()
+                ok += 200 <= response.status < 300
+        return ok
+
+    async def main() -> int:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            stop_at = time.perf_counter() + seconds
+            return sum(await asyncio.gather(*(user(session, stop_at) for _ in range(users))))
+
+    return asyncio.run(main())

@@ -46,6 +46,7 @@ class PodInfo:
     memory_request_gib: float = 0.0
     memory_limit_gib: float | None = None
     cpu_usage_cores: float | None = None  # as metrics-server reports it (rate over a window)
+    cpu_used_core_s: float | None = None  # CPU seconds used since the pod was created, if known
     last_restart_age_s: float | None = None  # for kubectl's "RESTARTS  1 (5s ago)"
     labels: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # local backend only

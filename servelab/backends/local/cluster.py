@@ -350,8 +350,10 @@ class LocalCluster(base.Cluster):
             for p in d.pods:
                 if p.status == "Gone" or (selector and not _matches(selector, p.labels)):
                     continue
+                p.sample_cpu()
                 info = p.info()
                 info.cpu_usage_cores = p.cpu_usage_cores(self.metrics_window_s)
+                info.cpu_used_core_s = p.cpu_used_s()
                 infos.append(info)
         return sorted(infos, key=lambda i: i.name)
 
