@@ -153,12 +153,15 @@ def test_timeline_comes_from_watches(api):
     api.add("GET", HPAS, (200, "hpas.json"))
     api.add("GET", HPAS, (200, "watch-hpas.jsonl"), (200, b""), watch=True)
     api.add("GET", f"{APPS}/deployments/model-serving-deployment", (200, "deployments.json"))
+    api.add("GET", "/api/v1/nodes", (200, "nodes.json"))
     kube = connect(api, watch_objects=True)
     try:
         wanted = {base.POD_TERMINATING, base.SCALED, base.HPA_DECISION}
         with kube._changed:
             assert kube._changed.wait_for(lambda: wanted <= {e.kind for e in kube._events}, timeout=10)
         frame = kube.timeline()
+        since = time.time() - 60
+        meta = kube.run_metadata(start_unix_s=since)
     finally:
         kube.close()
 
@@ -175,9 +178,13 @@ def test_timeline_comes_from_watches(api):
     assert (decision.utilization_pct, decision.target_pct, decision.current, decision.desired) == (120, 50, 2, 3)
     assert list(frame.columns[:5]) == ["t_s", "unix_s", "kind", "object", "message"]
     assert frame.t_s.is_monotonic_increasing and "watch-error" not in set(frame.kind)
-    # what existed before the watch started is state, not news; pods known to the watch are costed
-    lives = {p["name"] for p in kube._pod_life.values()}
-    assert "model-serving-deployment-6b9f7c8d4-k4j7h" in lives and len(lives) == 4
+    # cost rows: every pod the watch knew, clipped to the window; the deleted one ended in it
+    assert (meta["backend"], meta["replicas"], meta["ready_replicas"], meta["cpu_count"]) == ("kube", 2, 2, 4)
+    assert (meta["cpu_request_cores"], meta["memory_limit_gib"], meta["limits_enforced"]) == (0.5, 0.5, True)
+    rows = {row["name"].rsplit("-", 1)[1]: row for row in meta["pods"]}
+    assert set(rows) == {"x7k2p", "q9w4z", "m2n8v", "k4j7h"}
+    assert all(row["start_s"] == round(since, 3) for row in rows.values())  # all created before the window
+    assert rows["m2n8v"]["end_s"] < rows["x7k2p"]["end_s"]
 
 
 def test_connects_through_a_kubeconfig_context(api, tmp_path, monkeypatch):

@@ -490,31 +490,34 @@ class KubeCluster(base.Cluster):
         return output
 
     def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
-        deployments = self.deployments()
-        pods = self.pods()
-        template = next((p for p in pods if p.deployment), None)
+        """Same keys as the local backend's; pods are those the watch saw, clipped to the window."""
+        deployments = {d.name: d for d in self.deployments()}
+        first = deployments.get("model-serving-deployment") or next(iter(deployments.values()), None)
+        pod = next((p for p in self.pods(first.selector) if first), None) if first else None
+        nodes = self._json(self.core.list_node)["items"]
         now = time.time()
-        lives = []
-        for life in self._pod_life.values():
-            start, end = life["start_s"], life["end_s"] or now
-            if start_unix_s is not None:
-                start = max(start, start_unix_s)
-            if end_unix_s is not None:
-                end = min(end, end_unix_s)
+        lo = -float("inf") if start_unix_s is None else start_unix_s
+        hi = now if end_unix_s is None else min(now, end_unix_s)
+        usages = []
+        for life in list(self._pod_life.values()):
+            start, end = max(life["start_s"], lo), min(life["end_s"] or now, hi)
             if end > start:
-                lives.append({"name": life["name"], "start_s": start, "end_s": end,
-                              "cpu_request_cores": life["cpu_request_cores"],
-                              "memory_request_gib": life["memory_request_gib"], "cpu_used_core_s": None})
+                usages.append({"name": life["name"], "start_s": round(start, 3), "end_s": round(end, 3),
+                               "cpu_request_cores": life["cpu_request_cores"],
+                               "memory_request_gib": life["memory_request_gib"], "cpu_used_core_s": None})
         return {
             "backend": self.backend,
             "context": self.context,
-            "replicas": {d.name: d.replicas for d in deployments},
-            "cpu_request_cores": template.cpu_request_cores if template else None,
-            "cpu_limit_cores": template.cpu_limit_cores if template else None,
-            "memory_request_gib": template.memory_request_gib if template else None,
-            "memory_limit_gib": template.memory_limit_gib if template else None,
+            "replicas": first.replicas if first else 0,
+            "ready_replicas": first.ready if first else 0,
+            "cpu_request_cores": pod.cpu_request_cores if pod else None,
+            "cpu_limit_cores": pod.cpu_limit_cores if pod else None,
+            "memory_request_gib": pod.memory_request_gib if pod else None,
+            "memory_limit_gib": pod.memory_limit_gib if pod else None,
             "limits_enforced": True,  # the kubelet enforces limits through cgroups on every node
-            "pods": lives,
+            "limits_note": "",
+            "cpu_count": sum(int(float(parse_quantity(n["status"]["capacity"]["cpu"]))) for n in nodes),
+            "pods": usages,
         }
 
     def close(self) -> None:
