@@ -8,13 +8,15 @@ student copy (keys stripped), so the grader service can hand students a bank tha
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 import yaml
 
 import servelab
@@ -84,7 +86,7 @@ def _question_schema(student_copy: bool) -> dict:
 def schema(student_copy: bool = False) -> dict:
     """The JSON Schema of one bank file (instructor copy by default)."""
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
         "additionalProperties": False,
         "required": ["title"],
@@ -251,16 +253,25 @@ def read_document(path: Path) -> dict:
 
 def validate(document: dict, source: str = "<bank>") -> None:
     """Check one bank document against the schema and the rules a schema cannot express."""
-    validator = jsonschema.Draft202012Validator(schema(bool(document.get("student_copy"))))
-    problems = sorted(_describe(error, document, source) for error in validator.iter_errors(document))
-    if not problems:
-        problems = _semantic_problems(document, source)
+    try:
+        _validator(bool(document.get("student_copy")))(document)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise BankError(_describe(error, document, source)) from None
+    problems = _semantic_problems(document, source)
     if problems:
         raise BankError("\n".join(problems))
 
 
-def _describe(error: jsonschema.ValidationError, document: dict, source: str) -> str:
-    path = list(error.absolute_path)
+@functools.cache
+def _validator(student_copy: bool) -> Callable[[dict], Any]:
+    # fastjsonschema compiles the schema to Python: importing `jsonschema` instead costs seconds
+    # (its optional format checkers build grammars at import), on every quiz.show in a fresh kernel.
+    return fastjsonschema.compile(schema(student_copy))
+
+
+def _describe(error: fastjsonschema.JsonSchemaValueException, document: dict, source: str) -> str:
+    """'<file>: question '<id>': field '<name>': <what is wrong>' from the validator's first error."""
+    path = full_path = [int(p) if p.isdigit() else p for p in error.path[1:]]  # drop the leading "data"
     where = source
     if len(path) >= 2 and path[0] == "questions" and isinstance(path[1], int):
         where += f": question {_question_id(document, path[1])}"
@@ -268,18 +279,26 @@ def _describe(error: jsonschema.ValidationError, document: dict, source: str) ->
     fields = [str(p) for p in path if not isinstance(p, int)]
     if path and isinstance(path[-1], int) and fields:
         fields[-1] += f"[{path[-1]}]"
-    if error.validator == "required":
-        missing = [p for p in error.validator_value if p not in (error.instance or {})]
-        fields.append(missing[0] if missing else "?")
-        return f"{where}: field '{'.'.join(fields)}': missing (required)"
-    if error.validator == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - allowed)
-        return f"{where}: field '{'.'.join(fields + extra[:1])}': not a known field (allowed: {', '.join(sorted(allowed))})"
-    if error.validator == "not" and path == [] and "answer" in (error.instance or {}):
+    instance = error.value if isinstance(error.value, dict) else {}
+    if error.rule == "required":
+        missing = [p for p in error.rule_definition if p not in instance]
+        return f"{where}: field '{'.'.join(fields + missing[:1])}': missing (required)"
+    if error.rule == "additionalProperties":
+        allowed = sorted(_properties_at(full_path, bool(document.get("student_copy"))))
+        extra = sorted(set(instance) - set(allowed))
+        return f"{where}: field '{'.'.join(fields + extra[:1])}': not a known field (allowed: {', '.join(allowed)})"
+    if error.rule == "not" and "answer" in instance:
         return f"{where}: field 'answer': a computed question takes its answer from the learner's run; remove it"
     label = ".".join(fields) or "(bank)"
-    return f"{where}: field '{label}': {error.message}"
+    return f"{where}: field '{label}': {error.message.removeprefix(error.name).strip()}"
+
+
+def _properties_at(path: list, student_copy: bool) -> set[str]:
+    """Field names the schema allows at `path`."""
+    node = schema(student_copy)
+    for part in path:
+        node = node["items"] if isinstance(part, int) else node["properties"][part]
+    return set(node.get("properties", {}))
 
 
 def _question_id(document: dict, index: int) -> str:

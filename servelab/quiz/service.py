@@ -190,6 +190,7 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8765) -> None:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections queue from now on, so the printed URL is usable at once
     bound_port = sock.getsockname()[1]
     print(f"servelab grader listening on http://{host}:{bound_port}", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)

@@ -1,0 +1,66 @@
+"""The SQLite gradebook: attempts, limits, idempotent submissions, tokens kept as hashes, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+
+import pytest
+from quiz_fixtures import BANKS, write_roster
+
+from servelab.quiz import bank as banks
+from servelab.quiz.gradebook import AttemptLimitError, Gradebook, RosterError, read_roster
+from servelab.quiz.grading import grade
+
+
+@pytest.fixture
+def pattern():
+    return banks.load("pattern", BANKS)
+
+
+def test_attempts_are_numbered_and_limited(tmp_path, pattern):
+    book = Gradebook(tmp_path / "g.sqlite")
+    marked = grade(pattern, {"fastest-architecture": "C"})
+    assert [book.record(marked, "ann", limit=2).number for _ in range(2)] == [1, 2]
+    with pytest.raises(AttemptLimitError, match="attempt limit reached: 2 of 2 attempts at quiz 'pattern'"):
+        book.record(marked, "ann", limit=2)
+    assert len(book.attempts(student="ann")) == 2
+
+
+def test_same_submission_id_is_stored_once(tmp_path, pattern):
+    book = Gradebook(tmp_path / "g.sqlite")
+    marked = grade(pattern, {})
+    first = book.record(marked, "ann", submission_id="abc")
+    again = book.record(marked, "ann", submission_id="abc")
+    assert again.duplicate and again.attempt_id == first.attempt_id
+    assert len(book.attempts()) == 1
+
+
+def test_tokens_are_stored_only_as_hashes(tmp_path):
+    book = Gradebook(tmp_path / "g.sqlite")
+    book.add_roster(read_roster(write_roster(tmp_path / "roster.csv", ["ann", "bob"])))
+    issued = book.issue_tokens()
+    assert set(issued) == {"ann", "bob", "instructor"}
+    assert book.who(issued["bob"]) == ("bob", "student")
+    assert book.who(issued["instructor"]) == ("instructor", "instructor")
+    assert book.who("not-a-token") is None
+    assert book.issue_tokens() == {}  # nobody is re-issued silently
+    dump = "\n".join(sqlite3.connect(tmp_path / "g.sqlite").iterdump())
+    assert not any(token in dump for token in issued.values())
+
+
+def test_roster_errors_name_the_line(tmp_path):
+    (tmp_path / "r.csv").write_text("student\nann\nbad id\n")
+    with pytest.raises(RosterError, match="line 3"):
+        read_roster(tmp_path / "r.csv")
+
+
+def test_export_counts_the_best_attempt_and_every_attempt(tmp_path, pattern):
+    book = Gradebook(tmp_path / "g.sqlite")
+    book.record(grade(pattern, {"fastest-architecture": "C"}), "ann")
+    book.record(grade(pattern, {"fastest-architecture": "C", "hpa-desired-replicas": 6}), "ann", late=True)
+    rows = list(csv.DictReader(io.StringIO(book.export_csv({"pattern": pattern}))))
+    [ann] = rows
+    assert ann["pattern:fastest-architecture"] == "1" and ann["pattern:hpa-desired-replicas"] == "1"
+    assert (ann["pattern:score"], ann["pattern:attempts"], ann["pattern:late"], ann["total"]) == ("2", "2", "1", "2")

@@ -1,0 +1,105 @@
+"""Showing a quiz: widgets with Check feedback, text where widgets cannot be drawn, and submit."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from quiz_fixtures import BANKS, P95_AT_100_MS, REPO, results_root  # noqa: F401
+
+from servelab import quiz
+from servelab.quiz import widgets
+from servelab.quiz.gradebook import Gradebook
+from servelab.quiz.grading import AnswerError
+
+
+@pytest.fixture(autouse=True)
+def local_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("SERVELAB_QUIZZES", str(BANKS))
+    monkeypatch.setenv("SERVELAB_GRADEBOOK", str(tmp_path / "gradebook.sqlite"))
+    for name in ("SERVELAB_GRADER_URL", "SERVELAB_TOKEN", "SERVELAB_QUIZ_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    widgets._views.clear()
+
+
+def test_outside_a_jupyter_front_end_the_quiz_prints_as_text(capsys):
+    assert not widgets.widgets_available()
+    quiz.show("pattern")
+    text = capsys.readouterr().out
+    assert text.startswith("Quiz pattern:") and "10. [hard] cheapest-replicas-for-slo" in text
+    assert "C. Edge serving" in text and 'quiz.submit("pattern", answers=' in text
+    assert "Answer C" not in text  # worked steps are feedback, not part of the question
+
+
+def _view(monkeypatch, name, results=None):
+    monkeypatch.setenv("SERVELAB_QUIZ_MODE", "widgets")
+    quiz.show(name, results)
+    return widgets._views[name]
+
+
+def _click(view, question_id):
+    """Press a question's Check button; return the feedback text it shows."""
+    index = view.bank.ids.index(question_id) + 1
+    block = view.widget.children[index]
+    button, feedback = block.children[2], block.children[3]
+    button.click()
+    return feedback.value
+
+
+def test_widgets_check_gives_verdict_steps_hint_and_mistakes(monkeypatch):
+    view = _view(monkeypatch, "pattern")
+    radio = view._inputs["fastest-architecture"]
+    radio.value = radio.options[1]
+    wrong = _click(view, "fastest-architecture")
+    assert "Not quite." in wrong and "Worked solution" in wrong and "Hint:" in wrong and "Common mistakes" in wrong
+    radio.value = radio.options[2]
+    assert "Correct." in _click(view, "fastest-architecture")
+    for box in view._inputs["hpa-defaults"].children:
+        box.value = box.description[0] in "ABE"
+    assert "Correct." in _click(view, "hpa-defaults")
+    view._inputs["hpa-desired-replicas"].value = "six"
+    assert "answer with a number" in _click(view, "hpa-desired-replicas")
+
+
+def test_computed_question_checks_against_the_learners_run(monkeypatch, results_root):  # noqa: F811
+    view = _view(monkeypatch, "03-load", results_root)
+    view._inputs["p95-at-slo-rate"].value = str(P95_AT_100_MS)
+    assert "Correct." in _click(view, "p95-at-slo-rate")
+
+
+def test_submit_without_answers_takes_them_from_the_widgets(monkeypatch):
+    view = _view(monkeypatch, "pattern")
+    view._inputs["hpa-desired-replicas"].value = "6"
+    result = quiz.submit("pattern", student="wid")
+    assert result.score == 1 and result.attempt == 1
+
+
+def test_submit_without_answers_or_widgets_says_what_to_do():
+    with pytest.raises(AnswerError, match=r"answer it in the widgets of quiz.show\('pattern'\) first"):
+        quiz.submit("pattern")
+
+
+def test_submit_records_the_attempt_and_prints_a_score_table(capsys, tmp_path):
+    result = quiz.submit("00", {"fastest-architecture": "c", "online-vs-batch": "A"}, student="ann")
+    out = capsys.readouterr().out
+    assert "quiz 00-orientation - ann - attempt 1" in out and "score: 2/6" in out
+    [stored] = Gradebook(tmp_path / "gradebook.sqlite").attempts(student="ann")
+    assert (stored["quiz"], stored["score"], stored["total"]) == ("00-orientation", result.score, 6)
+
+
+def test_headless_notebook_shows_text_and_submits(tmp_path):
+    """What nbval sees: a kernel without a Jupyter front end; show prints text, submit records."""
+    answers = {"fastest-architecture": "C", "batch-serving-defined": "B", "hpa-desired-replicas": 6}
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('from servelab import quiz\nquiz.show("pattern")'),
+        nbformat.v4.new_code_cell(f'result = quiz.submit("pattern", answers={answers!r}, student="nb")'),
+    ])
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown, submitted = ("".join(o.get("text", "") for o in c.outputs) for c in notebook.cells)
+    assert all(o.output_type == "stream" for c in notebook.cells for o in c.outputs)  # text, not widgets
+    assert shown.startswith("Quiz pattern:") and "1. [easy] fastest-architecture" in shown
+    assert "quiz pattern - nb - attempt 1" in submitted and "score: 3/10" in submitted
+    rows = sqlite3.connect(tmp_path / "gradebook.sqlite").execute("SELECT student, quiz, score FROM attempts").fetchall()
+    assert rows == [("nb", "pattern", 3)]
