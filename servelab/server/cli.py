@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from servelab.models import MODEL_NAMES
 
@@ -10,7 +11,11 @@ from servelab.models import MODEL_NAMES
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny", choices=MODEL_NAMES, help="which model to serve (default tiny)")
     parser.add_argument("--name", default="my-model", help="the name clients use in URLs (default my-model)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("SERVELAB_HOST", "127.0.0.1"),
+        help="address to listen on (default $SERVELAB_HOST, else 127.0.0.1; the container image sets 0.0.0.0)",
+    )
     parser.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501, TF Serving's REST port)")
     parser.add_argument("--fd", type=int, help="serve on this inherited, already listening socket instead of --host/--port")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
