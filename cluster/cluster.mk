@@ -30,7 +30,7 @@ cluster: $(STAMP)
 	@if kind get clusters | grep -qx '$(KIND_CLUSTER)'; then echo "reusing kind cluster $(KIND_CLUSTER)"; \
 	  else kind create cluster --config cluster/kind-config.yaml --name $(KIND_CLUSTER) --wait 120s; fi
 	@tag=$$(sh cluster/image-tag.sh) && \
-	  docker build --file cluster/Dockerfile --tag $(IMAGE):$$tag --tag $(IMAGE_ALIAS) . && \
+	  DOCKER_BUILDKIT=1 docker build --file cluster/Dockerfile --tag $(IMAGE):$$tag --tag $(IMAGE_ALIAS) . && \
 	  sh cluster/load-image.sh $(KIND_CLUSTER) $(IMAGE):$$tag $(IMAGE_ALIAS)
 	$(KUBECTL) apply --filename cluster/metrics-server.yaml
 	$(KUBECTL) --namespace kube-system rollout status deployment/metrics-server --timeout=180s

@@ -112,9 +112,10 @@ def dockerfile() -> list[str]:
 
 def test_dockerfile_is_pinned_non_root_with_models_baked_in_and_exec_form():
     lines = dockerfile()
-    (base,) = [line for line in lines if line.startswith("FROM ")]
-    assert re.fullmatch(r"FROM python:3\.11\.\d+-slim-\w+", base), base
-    assert "--requirement cluster/requirements.lock" in " ".join(lines)
+    bases = {line.split()[1] for line in lines if line.startswith("FROM ")}
+    (base,) = bases  # the wheel-building stage and the runtime share one pinned base
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    assert "--no-index --find-links /wheels --requirement cluster/requirements.lock" in " ".join(lines)
     (user,) = [line for line in lines if line.startswith("USER ")]
     assert int(user.split()[1]) > 0  # numeric, so the kubelet can check runAsNonRoot
     after_user = lines[lines.index(user):]
