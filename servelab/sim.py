@@ -34,6 +34,7 @@ from servelab.load.result import COLUMNS, Result
 from servelab.load.schedules import Schedule
 
 ROUTINGS = ("round-robin", "random", "least-outstanding")
+SPECULATE_SYNCS = 40
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,11 @@ def simulate(
         end = float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
     rng = np.random.default_rng(seed)
     service_s = service.draw(len(arrivals), rng)
-    sim = _Cluster(pod, concurrency, routing, startup_s, rng)
+    cluster = _Cluster(pod, concurrency, routing, startup_s, rng)
     if isinstance(policy, Batch):
-        pod_ids, finish = sim.run_batch(arrivals, service_s, policy, end)
+        pod_ids, finish = cluster.run_batch(arrivals, service_s, policy, end)
     else:
-        pod_ids, finish = sim.run_online(arrivals, service_s, policy, end)
+        pod_ids, finish = cluster.run_online(arrivals, service_s, policy, end)
     meta = {
         "mode": "open",
         "backend": "sim",
@@ -170,15 +171,15 @@ def simulate(
         "concurrency": concurrency,
         "startup_s": startup_s,
         "service_times": service.to_dict(),
-        "replicas": policy.replicas if not isinstance(policy, Autoscaled) else sim.initial,
+        "replicas": cluster.initial,
         "cpu_request_cores": pod.cpu_request_cores,
         "memory_request_gib": pod.memory_request_gib,
         "cpu_busy_cores": pod.cpu_busy_cores,
         "client_cpu": 0.0,
-        "pods": sim.pod_usages(end),
-        "timeline": sim.timeline,
+        "pods": cluster.pod_usages(end),
+        "timeline": cluster.timeline,
     }
-    return Result(_frame(arrivals, service_s, finish, pod_ids, sim.names), meta)
+    return Result(_frame(arrivals, service_s, finish, pod_ids, cluster.names), meta)
 
 
 def _frame(arrivals, service_s, finish, pod_ids, names) -> pd.DataFrame:
@@ -236,12 +237,11 @@ class _Cluster:
             self.live.append(len(self.names) - 1)
             self.slots.append([ready_at] * self.concurrency)
             self.outstanding.append([])
-        grow = count
-        self.free_at = np.concatenate((self.free_at, np.full(grow, ready_at)))
-        self.used_s = np.concatenate((self.used_s, np.zeros(grow)))
-        self.last_finish = np.concatenate((self.last_finish, np.full(grow, ready_at)))
+        self.free_at = np.concatenate((self.free_at, np.full(count, ready_at)))
+        self.used_s = np.concatenate((self.used_s, np.zeros(count)))
+        self.last_finish = np.concatenate((self.last_finish, np.full(count, ready_at)))
         if self.busy is not None:
-            self.busy = np.vstack((self.busy, np.zeros((grow, self.busy.shape[1]))))
+            self.busy = np.vstack((self.busy, np.zeros((count, self.busy.shape[1]))))
 
     def ready(self, now: float) -> np.ndarray:
         """Pods a Service would route to at `now`; if none is Ready yet, the starting ones (requests wait)."""
@@ -287,19 +287,27 @@ class _Cluster:
         if self.initial < 1:
             raise ValueError("the simulation needs at least one pod to start with")
         self.add_pods(self.initial, 0.0, 0.0)
+        # One-slot round-robin/random queues are solved many syncs ahead, betting that the replica
+        # count holds; at the first sync that changes it, the requests after that sync are undone.
+        ahead = SPECULATE_SYNCS if self.concurrency == 1 and self.routing != "least-outstanding" else 1
         pod_ids = np.zeros(len(arrivals), dtype=np.int64)
         finish = np.zeros(len(arrivals))
-        t0, sync_index = 0.0, 1
+        t0, k = 0.0, 1  # k: the next sync, at k * bin_s
         while t0 < end:
-            next_sync = sync_index * self.bin_s if autoscaler else math.inf
-            t1 = min(next_sync, self.next_ready_after(t0), end)
+            last_sync = (k + ahead - 1) * self.bin_s if autoscaler else math.inf
+            t1 = min(last_sync, self.next_ready_after(t0), end)
             i0, i1 = np.searchsorted(arrivals, [t0, t1])
-            if i1 > i0:
-                pod_ids[i0:i1], finish[i0:i1] = self.serve(t0, arrivals[i0:i1], service_s[i0:i1])
-            if t1 == next_sync and t1 < end:
-                self.sync(autoscaler, t1, sync_index)
-                sync_index += 1
-            t0 = t1
+            stretch = self.serve(t0, arrivals[i0:i1], service_s[i0:i1])
+            cut = t1
+            while autoscaler and k * self.bin_s <= t1 and k * self.bin_s < end:
+                changed = self.sync(autoscaler, k * self.bin_s, k, stretch)
+                k += 1
+                if changed:
+                    cut = (k - 1) * self.bin_s
+                    break
+            kept = int(np.searchsorted(arrivals[i0:i1], cut)) if cut < t1 else i1 - i0
+            pod_ids[i0:i0 + kept], finish[i0:i0 + kept] = self.commit(stretch, kept)
+            t0 = cut
         return pod_ids, finish
 
     def run_batch(self, arrivals, service_s, policy: Batch, end):
@@ -314,19 +322,22 @@ class _Cluster:
             start = run_s + self.startup_s
             self.add_pods(policy.replicas, run_s, start)
             queued = np.full(i1 - i0, start)
-            pod_ids[i0:i1], finish[i0:i1] = self.serve(start, queued, service_s[i0:i1])
+            pod_ids[i0:i1], finish[i0:i1] = self.commit(self.serve(start, queued, service_s[i0:i1]), i1 - i0)
             for i in range(first, len(self.names)):
                 self.ended[i] = float(self.last_finish[i])
             self.live = []
         return pod_ids, finish
 
-    def sync(self, autoscaler: hpa.Autoscaler, now: float, sync_index: int) -> None:
-        """One HPA sync: each pod's CPU over the last period, a decision, pods added or removed."""
+    def sync(self, autoscaler: hpa.Autoscaler, now: float, k: int, stretch: _Stretch) -> bool:
+        """One HPA sync: each pod's CPU over the last period, a decision, pods added or removed.
+
+        Returns whether the replica count changed."""
         live = list(self.live)
         samples = []
         for i in live:
             ready = self.ready_at[i] <= now
-            cpu = self.busy[i, sync_index - 1] / self.bin_s * self.size.cpu_busy_cores if ready else 0.0
+            busy_s = self.busy[i, k - 1] + stretch.busy_in(i, k - 1)
+            cpu = busy_s / self.bin_s * self.size.cpu_busy_cores if ready else 0.0
             samples.append(hpa.PodSample(self.names[i], ready, cpu, self.size.cpu_request_cores, self.ready_at[i]))
         decision = autoscaler.decide(now, len(live), samples)
         change = decision.desired_replicas - len(live)
@@ -342,18 +353,42 @@ class _Cluster:
             "utilization_pct": decision.utilization_pct,
             "reason": decision.reason,
         })
+        return change != 0
 
     # -- queues -------------------------------------------------------------------------------------
 
-    def serve(self, t0: float, arrivals: np.ndarray, service_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def serve(self, t0: float, arrivals: np.ndarray, service_s: np.ndarray) -> _Stretch:
         """Route a stretch of arrivals (all at or after t0, same Ready pods) and queue them."""
         targets = self.ready(t0)
+        saved = (self.free_at[targets].copy(), self.rr)
         if self.concurrency == 1 and self.routing != "least-outstanding":
             pods = self._route_vector(targets, len(arrivals))
-            finish = _fifo_finish(arrivals, service_s, pods, self.free_at, t0)
+            finish = _fifo_finish(arrivals, service_s, pods, self.free_at, t0) if len(arrivals) else np.zeros(0)
         else:
             pods, finish = self._serve_one_by_one(targets, arrivals, service_s)
-        self._account(targets, pods, finish, service_s)
+        stretch = _Stretch(targets, pods, finish, service_s, saved)
+        if self.busy is not None and len(pods):
+            stretch.grid, stretch.low = _busy_grid(self.bin_s, self.busy.shape[1] - 1, targets, pods, finish - service_s, finish)
+        return stretch
+
+    def commit(self, stretch: _Stretch, kept: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the stretch's first `kept` requests; undo the queueing of the rest (fast path only)."""
+        pods, finish, service_s = stretch.pods[:kept], stretch.finish[:kept], stretch.service_s[:kept]
+        if kept < len(stretch.pods):
+            free, rr = stretch.saved
+            self.free_at[stretch.targets] = free
+            np.maximum.at(self.free_at, pods, finish)  # a queue's last finish is its latest
+            self.rr = (rr + kept) % len(stretch.targets)
+            if len(pods):
+                stretch.grid, stretch.low = _busy_grid(
+                    self.bin_s, self.busy.shape[1] - 1, stretch.targets, pods, finish - service_s, finish
+                )
+            else:
+                stretch.grid = None
+        self.used_s += np.bincount(pods, weights=service_s, minlength=len(self.names))
+        np.maximum.at(self.last_finish, pods, finish)
+        if stretch.grid is not None:
+            self.busy[stretch.targets[:, None], stretch.low + np.arange(stretch.grid.shape[1])] += stretch.grid
         return pods, finish
 
     def _route_vector(self, targets: np.ndarray, k: int) -> np.ndarray:
@@ -379,13 +414,6 @@ class _Cluster:
             pods.append(p)
             finish.append(done)
         return np.array(pods, dtype=np.int64), np.array(finish)
-
-    def _account(self, targets: np.ndarray, pods: np.ndarray, finish: np.ndarray, service_s: np.ndarray) -> None:
-        n = len(self.names)
-        self.used_s += np.bincount(pods, weights=service_s, minlength=n)
-        np.maximum.at(self.last_finish, pods, finish)
-        if self.busy is not None:
-            _add_busy(self.busy, self.bin_s, targets, pods, finish - service_s, finish)
 
 
 def _outstanding(heap: list[float], now: float) -> int:
@@ -422,23 +450,39 @@ def _fifo_finish(arrivals, service_s, pods, free_at, t0: float) -> np.ndarray:
     return finish
 
 
-def _add_busy(busy: np.ndarray, bin_s: float, targets: np.ndarray, pods, start, finish) -> None:
-    """Spread each request's service over the sync bins it overlaps (seconds per pod per bin).
+def _busy_grid(bin_s: float, last: int, targets: np.ndarray, pods, start, finish) -> tuple[np.ndarray, int]:
+    """Seconds of service per pod per sync bin: a grid over (targets, bins low..) and its first bin.
 
-    Summed on a small grid (the stretch's pods x the bins it touches), then added to `busy`.
+    Bins past `last` fold into it (they lie beyond the run and only add to a total).
     """
-    last = busy.shape[1] - 1
     b0 = np.minimum((start // bin_s).astype(np.int64), last)
     b1 = np.minimum((finish // bin_s).astype(np.int64), last)
     edge = (b0 + 1) * bin_s  # the bin edge a request crosses, if it crosses one
     crosses = b1 > b0
     rows = np.searchsorted(targets, pods)  # targets are pod ids in creation order, so sorted
-    low, span = b0.min(), b1.max() - b0.min() + 1
+    low, span = int(b0.min()), int(b1.max() - b0.min() + 1)
     cells = np.concatenate((rows * span + b0 - low, rows * span + b1 - low))
     seconds = np.concatenate((np.minimum(finish, edge) - start, np.where(crosses, finish - edge, 0.0)))
     grid = np.bincount(cells, weights=seconds, minlength=len(targets) * span).reshape(len(targets), span)
-    busy[targets[:, None], low + np.arange(span)] += grid
     wide = b1 > b0 + 1  # longer than a bin: the second part above also counted the middle bins
-    for p, lo, hi in zip(pods[wide], b0[wide], b1[wide]):
-        busy[p, lo + 1:hi] += bin_s
-        busy[p, hi] -= (hi - lo - 1) * bin_s
+    for row, lo, hi in zip(rows[wide], b0[wide] - low, b1[wide] - low):
+        grid[row, lo + 1:hi] += bin_s
+        grid[row, hi] -= (hi - lo - 1) * bin_s
+    return grid, low
+
+
+class _Stretch:
+    """Requests routed and queued between two events, not yet committed to the pods' totals."""
+
+    def __init__(self, targets, pods, finish, service_s, saved):
+        self.targets, self.pods, self.finish, self.service_s, self.saved = targets, pods, finish, service_s, saved
+        self.grid: np.ndarray | None = None
+        self.low = 0
+        self._rows = {int(p): r for r, p in enumerate(targets)}
+
+    def busy_in(self, pod: int, column: int) -> float:
+        """This stretch's service seconds on `pod` in sync bin `column`."""
+        row = self._rows.get(pod)
+        if self.grid is None or row is None or not 0 <= column - self.low < self.grid.shape[1]:
+            return 0.0
+        return float(self.grid[row, column - self.low])

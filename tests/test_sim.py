@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from servelab import cost, sim
@@ -79,13 +80,29 @@ def test_vectorized_queues_equal_lindley_one_request_at_a_time():
 
 
 def test_busy_time_is_spread_over_sync_bins():
-    busy = np.zeros((3, 6))
     targets = np.array([0, 2])
     start, finish = np.array([1.0, 14.0, 20.0]), np.array([3.0, 17.0, 52.0])  # inside, across, 3 bins
-    sim._add_busy(busy, 15.0, targets, np.array([0, 0, 2]), start, finish)
-    assert busy[0, :2].tolist() == [3.0, 2.0]
-    assert busy[2, 1:4].tolist() == [10.0, 15.0, 7.0]
-    assert busy.sum() == pytest.approx((finish - start).sum())
+    grid, low = sim._busy_grid(15.0, 5, targets, np.array([0, 0, 2]), start, finish)
+    assert low == 0
+    assert grid[0].tolist() == [3.0, 2.0, 0.0, 0.0]
+    assert grid[1].tolist() == [0.0, 10.0, 15.0, 7.0]
+    assert grid.sum() == pytest.approx((finish - start).sum())
+
+
+def test_speculating_ahead_changes_nothing(monkeypatch):
+    """Solving many syncs ahead and undoing after a scale event gives what one sync at a time gives."""
+    day = schedules.Diurnal(100, 4, 1800, period=1800)
+    service = sim.ServiceTimes.exponential(MEAN_S)
+    policy = sim.Autoscaled.from_manifest(HPA_MANIFEST)
+    ahead = sim.simulate(day, service, policy=policy, startup_s=5.0)
+    monkeypatch.setattr(sim, "SPECULATE_SYNCS", 1)
+    step_by_step = sim.simulate(day, service, policy=policy, startup_s=5.0)
+    assert len(sim.replica_timeline(ahead).desired.unique()) >= 3  # it did scale, so undoing was exercised
+    pd.testing.assert_frame_equal(ahead.frame, step_by_step.frame)
+    assert ahead.meta["timeline"] == step_by_step.meta["timeline"]
+    used = [pytest.approx(p.pop("cpu_used_core_s"), rel=1e-12) for p in step_by_step.meta["pods"]]
+    assert [p.pop("cpu_used_core_s") for p in ahead.meta["pods"]] == used  # summed in another order
+    assert ahead.meta["pods"] == step_by_step.meta["pods"]
 
 
 @pytest.fixture(scope="module")
