@@ -11,12 +11,14 @@
 
 BIN          ?= .venv/bin
 KIND_CLUSTER ?= servelab
+# HOST_PORT: where cluster/kind-config.yaml maps the Service's NodePort on this machine.
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
 KUBECTL_BIN  ?= $(shell command -v kubectl 2>/dev/null || echo $(BIN)/kubectl)
 KUBECTL      := $(KUBECTL_BIN) --context $(KUBE_CONTEXT)
 IMAGE        := servelab/model-server
 IMAGE_ALIAS  := $(IMAGE):0.1.0
-DOCTOR       := $(BIN)/python -m servelab.doctor --context $(KUBE_CONTEXT)
+HOST_PORT    ?= 8501
+DOCTOR       := $(BIN)/python -m servelab.doctor --context $(KUBE_CONTEXT) --port $(HOST_PORT)
 MANIFESTS    := cluster/model-serving-deployment.yaml cluster/model-serving-service.yaml cluster/model-serving-hpa.yaml
 
 .PHONY: doctor cluster deploy teardown

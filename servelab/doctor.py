@@ -195,10 +195,10 @@ def check_context(context: str) -> Check:
     return Check("context", True, f"kubeconfig context {context!r} answers")
 
 
-def run_checks(target: str = "doctor", context: str = f"kind-{KIND_CLUSTER}") -> list[Check]:
+def run_checks(target: str = "doctor", context: str = f"kind-{KIND_CLUSTER}", port: int = SERVICE_PORT) -> list[Check]:
     info = docker_info()
     checks = [check_docker(info), check_kind(), check_kubectl(), check_arch(info), check_memory(info),
-              check_port()]
+              check_port(port)]
     if "context" in NEEDS[target]:
         checks.append(check_context(context))
     return checks
@@ -224,10 +224,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--for", dest="target", choices=sorted(NEEDS), default="doctor",
                         help="the make target about to run: only the checks it needs decide the exit code")
     parser.add_argument("--context", default=f"kind-{KIND_CLUSTER}", help="kubeconfig context (for deploy)")
+    parser.add_argument("--port", type=int, default=SERVICE_PORT,
+                        help=f"host port kind maps the Service to (cluster/kind-config.yaml: {SERVICE_PORT})")
 
 
 def main(args: argparse.Namespace) -> int:
-    text, ok = report(run_checks(args.target, args.context), args.target)
+    text, ok = report(run_checks(args.target, args.context, args.port), args.target)
     print(text, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from servelab import doctor
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
 KUBERNETES_VERSIONS = ("1.35.0", "1.36.0", "1.37.0")
@@ -93,6 +95,8 @@ def test_kind_maps_the_services_node_port_to_localhost_8501():
     (service,) = documents("model-serving-service.yaml")
     assert mapping["containerPort"] == service["spec"]["ports"][0]["nodePort"] == 30501
     assert (mapping["hostPort"], mapping["listenAddress"]) == (8501, "127.0.0.1")
+    assert doctor.SERVICE_PORT == mapping["hostPort"]  # the port make doctor checks is the one kind binds
+    assert "HOST_PORT    ?= 8501" in (CLUSTER / "cluster.mk").read_text()
 
 
 def test_metrics_server_is_pinned_and_trusts_kinds_kubelets():
