@@ -8,7 +8,7 @@ import time
 
 import pytest
 import yaml
-from kube_fixtures import RecordedAPI
+from kube_fixtures import FIXTURES, RecordedAPI
 from kubernetes import client
 from tools import require_tool
 
@@ -217,3 +217,24 @@ def test_connects_through_a_kubeconfig_context(api, tmp_path, monkeypatch):
         assert out == "kind-servelab", "kubectl must run with the cluster's --context"
         assert time.monotonic() - started < 30
         assert json.loads(kube.kubectl("version --client --output json"))["clientVersion"]
+
+
+def test_a_broken_watch_relists_and_reports_what_changed_meanwhile(api):
+    pods = json.loads((FIXTURES / "pods.json").read_text())
+    later = json.loads(json.dumps(pods))
+    later["items"][0]["status"]["containerStatuses"][0]["restartCount"] = 2  # x7k2p restarted meanwhile
+    empty = b'{"metadata": {"resourceVersion": "1"}, "items": []}'
+    api.add("GET", f"{NS}/pods", (200, json.dumps(pods).encode()), (200, json.dumps(later).encode()))
+    api.add("GET", f"{NS}/pods", (500, b'{"kind": "Status", "code": 500}'), (200, b""), watch=True)
+    for path in (f"{APPS}/deployments", HPAS):
+        api.add("GET", path, (200, empty))
+        api.add("GET", path, (200, b""), watch=True)
+    kube = connect(api, watch_objects=True)
+    try:
+        with kube._changed:
+            assert kube._changed.wait_for(lambda: base.POD_RESTARTED in {e.kind for e in kube._events}, timeout=10)
+        kinds = [e.kind for e in kube.events()]
+    finally:
+        kube.close()
+    assert kinds[0] == "watch-error"
+    assert kinds[1:] == [base.POD_EXITED, base.POD_RESTARTED]  # unchanged pods stay quiet
