@@ -155,3 +155,18 @@ def test_ci_workflow_creates_the_cluster_make_cluster_reuses():
     assert runs.index("make cluster") < next(i for i, r in enumerate(runs) if "test_notebooks.py" in r)
     (labs,) = [s for s in steps if "test_notebooks.py" in s.get("run", "")]
     assert labs["env"]["SERVELAB_BACKEND"] == "kube"
+
+
+def test_in_the_image_the_server_listens_on_the_pods_ip(monkeypatch):
+    """The Deployment's args have no --host: the image's SERVELAB_HOST makes kubelet probes reach it."""
+    import argparse
+
+    from servelab.server import cli as server_cli
+
+    assert "SERVELAB_HOST=0.0.0.0" in " ".join(line for line in dockerfile() if line.startswith("ENV "))
+    (deployment,) = documents("model-serving-deployment.yaml")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    monkeypatch.setenv("SERVELAB_HOST", "0.0.0.0")
+    parser = argparse.ArgumentParser()
+    server_cli.add_arguments(parser)
+    assert parser.parse_args(args[1:]).host == "0.0.0.0"
