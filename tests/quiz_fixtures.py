@@ -52,8 +52,17 @@ def results_root(tmp_path: Path) -> Path:
     return root
 
 
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run the `servelab` command line in this process: (exit code, stdout, stderr)."""
+    from servelab.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def servelab(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run the real `servelab` command line (as `python -m servelab.cli`)."""
+    """Run the real `servelab` command line in a new process (as `python -m servelab.cli`)."""
     return subprocess.run(
         [sys.executable, "-m", "servelab.cli", *args], capture_output=True, text=True, input=input,
         env={**os.environ, **(env or {})}, timeout=120, cwd=REPO,

@@ -287,6 +287,8 @@ def _describe(error: fastjsonschema.JsonSchemaValueException, document: dict, so
         allowed = sorted(_properties_at(full_path, bool(document.get("student_copy"))))
         extra = sorted(set(instance) - set(allowed))
         return f"{where}: field '{'.'.join(fields + extra[:1])}': not a known field (allowed: {', '.join(allowed)})"
+    if error.rule == "anyOf" and not path:
+        return f"{where}: field 'questions': missing (a bank needs 'questions', 'include' or both)"
     if error.rule == "not" and "answer" in instance:
         return f"{where}: field 'answer': a computed question takes its answer from the learner's run; remove it"
     label = ".".join(fields) or "(bank)"

@@ -46,10 +46,11 @@ class Client:
 
     def bank(self, name: str) -> Bank:
         """The student copy of quiz `name`, as the service hands it out."""
-        document = self._call("GET", f"/v1/quizzes/{name}")
+        reply = self._call("GET", f"/v1/quizzes/{name}")
+        document = reply["bank"]
         validate(document, f"{self.url}/v1/quizzes/{name}")
         return Bank(
-            name=name,
+            name=reply["name"],
             title=document["title"],
             questions=tuple(Question.from_dict(q) for q in document["questions"]),
             raw=document,

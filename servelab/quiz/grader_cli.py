@@ -84,6 +84,9 @@ def _tokens(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if not args.db.is_file():
+        print(f"servelab grader: no gradebook at {args.db}; give the --db that `grader serve` used", file=sys.stderr)
+        return 2
     text = Gradebook(args.db).export_csv(load_all(args.bank_dir or bank_dir()))
     if args.csv == "-":
         sys.stdout.write(text)
