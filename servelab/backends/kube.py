@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -227,6 +228,7 @@ class KubeCluster(base.Cluster):
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watchers: dict[str, watch.Watch] = {}
+        self.watch_errors: list[str] = []  # why a watch had to be resumed (the timeline may miss a beat)
         self._pods = PodTracker()
         self._replicas: dict[str, int] = {}
         self._hpa_status: dict[str, tuple] = {}
@@ -421,13 +423,20 @@ class KubeCluster(base.Cluster):
                     received += 1
                     version = change["object"]["metadata"].get("resourceVersion", version)
                     handle(change["type"], change["object"])
-            except Exception as error:  # keep watching through API hiccups; say so in the timeline
+            except Exception as error:  # keep watching through API hiccups; say so once
                 if self._closed.is_set():
                     return
-                self._record("watch-error", list_method.__name__, f"{type(error).__name__}: {str(error)[:160]}")
+                self._watch_error(list_method.__name__, error)
                 version = None
             if not received:
                 self._closed.wait(1.0)
+
+    def _watch_error(self, what: str, error: Exception) -> None:
+        """Remember a broken watch (the loop relists); print only the first, not one per retry."""
+        message = f"{what}: {type(error).__name__}: {str(error)[:160]}"
+        if not self.watch_errors:
+            print(f"servelab: a watch of the cluster broke and is being resumed ({message})", file=sys.stderr)
+        self.watch_errors.append(message)
 
     def _on_pod(self, kind: str, pod: dict) -> None:
         name = pod["metadata"]["name"]
