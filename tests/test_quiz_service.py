@@ -194,3 +194,9 @@ def test_200_concurrent_submissions_from_50_students(live_grader):
         assert int(row["pattern:score"]) == best[row["student"]] == sum(int(row[f"pattern:{q}"]) for q in pattern_ids)
         assert int(row["total"]) == best[row["student"]]
     assert process.stop() == ""  # no errors logged
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_error_shape(grader):
+    client, _ = grader
+    assert client.get("/v1/nothing").json() == {"error": "Not Found"}
+    assert client.post("/v1/health").json() == {"error": "Method Not Allowed"}

@@ -72,7 +72,7 @@ def _tokens(args: argparse.Namespace) -> int:
     issued = gradebook.issue_tokens()
     if args.out:
         with open(args.out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
+            writer = csv.writer(f, lineterminator="\n")  # plain lines, so `cut`/`grep` give clean tokens
             writer.writerow(["student", "token"])
             writer.writerows(sorted(issued.items()))
         args.out.chmod(0o600)

@@ -87,7 +87,7 @@ class Mark:
     note: str = ""  # why a question could not be marked normally (e.g. no saved run)
 
 
-@dataclass
+@dataclass(repr=False)
 class Grade:
     """A whole quiz marked: one Mark per question in bank order."""
 
@@ -126,6 +126,10 @@ class Grade:
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:
+        # Short, because `submit` has already printed the table above a notebook cell's result.
+        return f"<Grade {self.quiz}: {self.score}/{self.total}>"
 
 
 def format_answer(answer: Any) -> str:

@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servelab.quiz.bank import Bank, BankError, load_all, resolve_name
 from servelab.quiz.gradebook import STUDENT_ID, AttemptLimitError, Gradebook, read_roster
@@ -57,8 +58,8 @@ def create_app(db: str | Path, bank_dir: str | Path, roster: str | Path | None =
 
     app = FastAPI(title="servelab grader", docs_url=None, redoc_url=None)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # also unknown paths (404) and wrong methods (405)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
