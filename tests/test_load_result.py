@@ -80,3 +80,16 @@ def test_format_summary_is_a_readable_table():
 def test_histogram_clamps_to_its_range():
     hist = latency_histogram(np.array([0.0, 1e-7, 5000.0]))
     assert hist.total_count == 3 and hist.get_min_value() == 1
+
+
+def test_bucketed_recording_equals_recording_one_by_one():
+    from hdrh.histogram import HdrHistogram
+
+    latency_s = np.random.default_rng(2).lognormal(-5, 1.5, 20_000)
+    one_by_one = HdrHistogram(1, 3_600_000_000, 3)
+    for us in np.rint(latency_s * 1e6).astype(np.int64):
+        one_by_one.record_value(int(max(us, 1)))
+    fast = latency_histogram(latency_s)
+    for p in (50, 90, 99, 99.9, 100):
+        assert fast.get_value_at_percentile(p) == one_by_one.get_value_at_percentile(p)
+    assert (fast.total_count, fast.get_mean_value()) == (one_by_one.total_count, one_by_one.get_mean_value())

@@ -132,10 +132,19 @@ def _jsonable(value):
 
 
 def latency_histogram(latency_s: np.ndarray) -> HdrHistogram:
-    """An HdrHistogram (1 us to 1 h, 3 significant digits) of latencies given in seconds."""
+    """An HdrHistogram (1 us to 1 h, 3 significant digits) of latencies given in seconds.
+
+    Values are first rounded down to their bucket's lowest equivalent value in numpy and
+    recorded with counts, which gives the same histogram as recording them one by one, fast
+    enough for a simulated day of millions of requests.
+    """
     hist = HdrHistogram(1, _HIST_MAX_US, 3)
-    for us in np.clip(np.rint(np.asarray(latency_s) * 1e6), 1, _HIST_MAX_US).astype(np.int64):
-        hist.record_value(int(us))
+    us = np.clip(np.rint(np.asarray(latency_s, dtype=np.float64) * 1e6), 1, _HIST_MAX_US).astype(np.int64)
+    # 3 significant digits: 2048 sub-buckets, so values in [2^k, 2^(k+1)) share units of 2^(k-10).
+    shift = np.maximum(0, np.floor(np.log2(us)).astype(np.int64) - 10)
+    values, counts = np.unique((us >> shift) << shift, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist()):
+        hist.record_value(value, count)
     return hist
 
 
