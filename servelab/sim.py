@@ -10,11 +10,13 @@ that serves everything queued at scheduled times. New pods serve only after `sta
 The output is a `servelab.load.Result` with the same columns, summary and metadata as a live run,
 including `meta["pods"]` for `servelab.cost` and `meta["timeline"]` for the HPA's decisions.
 
-How it is fast: between two events (HPA syncs, pods becoming ready) the set of Ready pods is
-fixed, so with one slot per pod and round-robin or random routing every arrival of the stretch
-is assigned at once and each pod's queue is Lindley's recursion, finish_i = max(arrival_i,
-finish_i-1) + service_i, solved for all requests together with a cumulative maximum. Several
-slots per pod, or least-outstanding routing, need one request at a time (heapq), about 1 us each.
+How it is fast: while the set of Ready pods stays the same, with one slot per pod and
+round-robin or random routing every arrival of a stretch is assigned at once and each pod's
+queue is Lindley's recursion, finish_i = max(arrival_i, finish_i-1) + service_i, solved for all
+requests together with a cumulative maximum. Stretches run many HPA syncs ahead; when a sync
+changes the replica count, the requests after it are undone and served again by the new set.
+Several slots per pod, or least-outstanding routing, need one request at a time (heapq, about a
+microsecond each). Pods scaled away leave the Service at once and drain their queue.
 """
 
 from __future__ import annotations
@@ -39,46 +41,73 @@ SPECULATE_SYNCS = 40
 
 @dataclass(frozen=True)
 class ServiceTimes:
-    """How long a pod takes per request: resampled from measurements, or exponential (for theory)."""
+    """Per request: how long a lone request takes to answer, and how long of that it holds a pod.
+
+    A request's answer time includes work outside the server (client, network, kernel) that does
+    not stop the pod from taking the next request; only the `busy` part queues others. Empirical
+    times are resampled as (answer, busy) pairs; exponential ones (for theory) are all busy.
+    """
 
     kind: str  # "empirical" or "exponential"
-    mean_s: float
+    mean_s: float  # mean answer time
     source: str
-    samples_s: np.ndarray | None = None
+    samples_s: np.ndarray | None = None  # answer times of a lone request
+    busy_s: np.ndarray | None = None  # the part of each that holds a pod's slot
 
     @classmethod
-    def empirical(cls, values_s, source: str = "given array") -> ServiceTimes:
+    def empirical(cls, values_s, source: str = "given array", busy_s=None) -> ServiceTimes:
+        """From measured answer times; `busy_s` (same length, each <= its answer) defaults to all of it."""
         samples = np.asarray(values_s, dtype=np.float64)
-        samples = samples[np.isfinite(samples)]
-        if len(samples) == 0 or samples.min() < 0:
+        busy = samples if busy_s is None else np.asarray(busy_s, dtype=np.float64)
+        keep = np.isfinite(samples) & np.isfinite(busy)
+        samples, busy = samples[keep], np.minimum(busy[keep], samples[keep])
+        if len(samples) == 0 or samples.min() < 0 or busy.min() < 0:
             raise ValueError("service times must be a non-empty array of seconds >= 0")
-        return cls("empirical", float(samples.mean()), source, samples)
+        return cls("empirical", float(samples.mean()), source, samples, busy)
 
     @classmethod
     def exponential(cls, mean_s: float) -> ServiceTimes:
         return cls("exponential", float(mean_s), f"exponential, mean {mean_s * 1000:g} ms")
 
-    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(answer times, busy times) for n requests."""
         if self.kind == "exponential":
-            return rng.exponential(self.mean_s, n)
-        return rng.choice(self.samples_s, n)
+            times = rng.exponential(self.mean_s, n)
+            return times, times
+        picks = rng.integers(len(self.samples_s), size=n)
+        return self.samples_s[picks], self.busy_s[picks]
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "mean_s": self.mean_s, "source": self.source}
         if self.samples_s is not None:
-            d.update(count=len(self.samples_s), p50_s=float(np.median(self.samples_s)))
+            d.update(count=len(self.samples_s), p50_s=float(np.median(self.samples_s)),
+                     busy_mean_s=float(self.busy_s.mean()))
         return d
 
 
-def calibrate(result: Result | str | Path) -> ServiceTimes:
-    """Service times from a measured run (a Result or a saved directory): its successful requests'
-    `service_s`. Take them from a run at low load, where queueing does not inflate them."""
+def calibrate(result: Result | str | Path, saturated: Result | str | Path | None = None) -> ServiceTimes:
+    """Service times from a measured run at low load (a Result or a saved directory).
+
+    Answer times are its successful requests' `service_s`. How much of each holds the pod comes
+    from `saturated`, a run of the same server pushed past what it can serve: its achieved rate
+    per replica is the pod's capacity, so busy time = model time (`infer_s`) plus the server's
+    own per-request overhead, sized so that mean busy time = 1 / capacity. Without it the whole
+    answer time counts as busy, which overstates queueing (the client and network part of a
+    request does not block the server).
+    """
     result = Result.load(result) if isinstance(result, (str, Path)) else result
-    service = result.frame.loc[result.ok, "service_s"].to_numpy()
-    if len(service) == 0:
+    ok = result.frame.loc[result.ok]
+    if len(ok) == 0:
         raise ValueError("the run has no successful requests to calibrate from")
-    where = result.meta.get("backend", "live")
-    return ServiceTimes.empirical(service, f"{len(service)} successful requests of a {where} run")
+    answer = ok["service_s"].to_numpy()
+    source = f"{len(ok)} successful requests of a {result.meta.get('backend', 'live')} run"
+    if saturated is None:
+        return ServiceTimes.empirical(answer, source)
+    saturated = Result.load(saturated) if isinstance(saturated, (str, Path)) else saturated
+    capacity = saturated.summary()["achieved_rate"] / (saturated.meta.get("replicas") or 1)
+    model = ok["infer_s"].fillna(0.0).to_numpy() if "infer_s" in ok else np.zeros(len(ok))
+    overhead = max(1.0 / capacity - model.mean(), 0.0)
+    return ServiceTimes.empirical(answer, f"{source}; busy sized to {capacity:.0f} req/s per pod", model + overhead)
 
 
 @dataclass(frozen=True)
@@ -142,7 +171,13 @@ def simulate(
     pod: PodSize = PodSize(),
     seed: int = 0,
 ) -> Result:
-    """Simulate serving `schedule` (or sorted arrival times in seconds) and return a Result."""
+    """Simulate serving `schedule` (or sorted arrival times in seconds) and return a Result.
+
+    `concurrency` is requests a pod serves at once (slots sharing its FIFO queue); `routing` how
+    the Service picks a Ready pod; `startup_s` the time from a pod's creation to Ready (measure it
+    with `Cluster.wait_ready`); `pod` its requests and the CPU it burns while serving; `seed`
+    fixes arrivals (for random schedules), service times and random routing.
+    """
     if routing not in ROUTINGS:
         raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
     if concurrency < 1:
@@ -153,12 +188,13 @@ def simulate(
         arrivals = np.asarray(schedule, dtype=np.float64)
         end = float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
     rng = np.random.default_rng(seed)
-    service_s = service.draw(len(arrivals), rng)
+    answer_s, busy_s = service.draw(len(arrivals), rng)
     cluster = _Cluster(pod, concurrency, routing, startup_s, rng)
     if isinstance(policy, Batch):
-        pod_ids, finish = cluster.run_batch(arrivals, service_s, policy, end)
+        pod_ids, freed = cluster.run_batch(arrivals, busy_s, policy, end)
     else:
-        pod_ids, finish = cluster.run_online(arrivals, service_s, policy, end)
+        pod_ids, freed = cluster.run_online(arrivals, busy_s, policy, end)
+    done = freed - busy_s + answer_s  # started when a slot freed; answered after its whole answer time
     meta = {
         "mode": "open",
         "backend": "sim",
@@ -179,13 +215,14 @@ def simulate(
         "pods": cluster.pod_usages(end),
         "timeline": cluster.timeline,
     }
-    return Result(_frame(arrivals, service_s, finish, pod_ids, cluster.names), meta)
+    return Result(_frame(arrivals, busy_s, done, pod_ids, cluster.names), meta)
 
 
-def _frame(arrivals, service_s, finish, pod_ids, names) -> pd.DataFrame:
-    """The live generator's columns: sent = intended (a simulated client never lags)."""
+def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
+    """The live generator's columns: sent = intended (a simulated client never lags); the pod's
+    busy time stands in for the server-reported model time."""
     n = len(arrivals)
-    latency = finish - arrivals
+    latency = done - arrivals
     frame = pd.DataFrame({
         "intended_s": arrivals,
         "sent_s": arrivals,
@@ -195,7 +232,7 @@ def _frame(arrivals, service_s, finish, pod_ids, names) -> pd.DataFrame:
         "bytes": np.zeros(n, dtype=np.int64),
         "replica": pd.Categorical.from_codes(pod_ids, categories=names) if n else pd.Categorical([]),
         "error": np.full(n, None, dtype=object),
-        "infer_s": service_s,
+        "infer_s": busy_s,
     })
     return frame[COLUMNS]
 
@@ -274,7 +311,7 @@ class _Cluster:
 
     # -- policies -----------------------------------------------------------------------------------
 
-    def run_online(self, arrivals, service_s, policy, end):
+    def run_online(self, arrivals, busy_s, policy, end):
         """Static or HPA: serve stretch by stretch between syncs and pods becoming Ready."""
         autoscaler = None
         if isinstance(policy, Autoscaled):
@@ -297,7 +334,7 @@ class _Cluster:
             last_sync = (k + ahead - 1) * self.bin_s if autoscaler else math.inf
             t1 = min(last_sync, self.next_ready_after(t0), end)
             i0, i1 = np.searchsorted(arrivals, [t0, t1])
-            stretch = self.serve(t0, arrivals[i0:i1], service_s[i0:i1])
+            stretch = self.serve(t0, arrivals[i0:i1], busy_s[i0:i1])
             cut = t1
             while autoscaler and k * self.bin_s <= t1 and k * self.bin_s < end:
                 changed = self.sync(autoscaler, k * self.bin_s, k, stretch)
@@ -310,7 +347,7 @@ class _Cluster:
             t0 = cut
         return pod_ids, finish
 
-    def run_batch(self, arrivals, service_s, policy: Batch, end):
+    def run_batch(self, arrivals, busy_s, policy: Batch, end):
         """Each request waits for the next run; each run starts its pods and drains the queue."""
         self.initial = policy.replicas
         runs = policy.run_at_s + np.ceil((arrivals - policy.run_at_s) / policy.period_s) * policy.period_s
@@ -322,7 +359,7 @@ class _Cluster:
             start = run_s + self.startup_s
             self.add_pods(policy.replicas, run_s, start)
             queued = np.full(i1 - i0, start)
-            pod_ids[i0:i1], finish[i0:i1] = self.commit(self.serve(start, queued, service_s[i0:i1]), i1 - i0)
+            pod_ids[i0:i1], finish[i0:i1] = self.commit(self.serve(start, queued, busy_s[i0:i1]), i1 - i0)
             for i in range(first, len(self.names)):
                 self.ended[i] = float(self.last_finish[i])
             self.live = []
@@ -357,23 +394,23 @@ class _Cluster:
 
     # -- queues -------------------------------------------------------------------------------------
 
-    def serve(self, t0: float, arrivals: np.ndarray, service_s: np.ndarray) -> _Stretch:
+    def serve(self, t0: float, arrivals: np.ndarray, busy_s: np.ndarray) -> _Stretch:
         """Route a stretch of arrivals (all at or after t0, same Ready pods) and queue them."""
         targets = self.ready(t0)
         saved = (self.free_at[targets].copy(), self.rr)
         if self.concurrency == 1 and self.routing != "least-outstanding":
             pods = self._route_vector(targets, len(arrivals))
-            finish = _fifo_finish(arrivals, service_s, pods, self.free_at, t0) if len(arrivals) else np.zeros(0)
+            finish = _fifo_finish(arrivals, busy_s, pods, self.free_at, t0) if len(arrivals) else np.zeros(0)
         else:
-            pods, finish = self._serve_one_by_one(targets, arrivals, service_s)
-        stretch = _Stretch(targets, pods, finish, service_s, saved)
+            pods, finish = self._serve_one_by_one(targets, arrivals, busy_s)
+        stretch = _Stretch(targets, pods, finish, busy_s, saved)
         if self.busy is not None and len(pods):
-            stretch.grid, stretch.low = _busy_grid(self.bin_s, self.busy.shape[1] - 1, targets, pods, finish - service_s, finish)
+            stretch.grid, stretch.low = _busy_grid(self.bin_s, self.busy.shape[1] - 1, targets, pods, finish - busy_s, finish)
         return stretch
 
     def commit(self, stretch: _Stretch, kept: int) -> tuple[np.ndarray, np.ndarray]:
         """Keep the stretch's first `kept` requests; undo the queueing of the rest (fast path only)."""
-        pods, finish, service_s = stretch.pods[:kept], stretch.finish[:kept], stretch.service_s[:kept]
+        pods, finish, busy_s = stretch.pods[:kept], stretch.finish[:kept], stretch.busy_s[:kept]
         if kept < len(stretch.pods):
             free, rr = stretch.saved
             self.free_at[stretch.targets] = free
@@ -381,11 +418,11 @@ class _Cluster:
             self.rr = (rr + kept) % len(stretch.targets)
             if len(pods):
                 stretch.grid, stretch.low = _busy_grid(
-                    self.bin_s, self.busy.shape[1] - 1, stretch.targets, pods, finish - service_s, finish
+                    self.bin_s, self.busy.shape[1] - 1, stretch.targets, pods, finish - busy_s, finish
                 )
             else:
                 stretch.grid = None
-        self.used_s += np.bincount(pods, weights=service_s, minlength=len(self.names))
+        self.used_s += np.bincount(pods, weights=busy_s, minlength=len(self.names))
         np.maximum.at(self.last_finish, pods, finish)
         if stretch.grid is not None:
             self.busy[stretch.targets[:, None], stretch.low + np.arange(stretch.grid.shape[1])] += stretch.grid
@@ -398,13 +435,13 @@ class _Cluster:
         self.rr = (self.rr + k) % len(targets)
         return picks
 
-    def _serve_one_by_one(self, targets, arrivals, service_s):
+    def _serve_one_by_one(self, targets, arrivals, busy_s):
         """Several slots per pod, or least-outstanding routing: a heap of slot free times per pod."""
         least = self.routing == "least-outstanding"
         chosen = None if least else self._route_vector(targets, len(arrivals)).tolist()
         candidates = targets.tolist()
         pods, finish = [], []
-        for j, (t, s) in enumerate(zip(arrivals.tolist(), service_s.tolist())):
+        for j, (t, s) in enumerate(zip(arrivals.tolist(), busy_s.tolist())):
             p = min(candidates, key=lambda i: _outstanding(self.outstanding[i], t)) if least else chosen[j]
             slots = self.slots[p]
             done = max(t, slots[0]) + s
@@ -423,7 +460,7 @@ def _outstanding(heap: list[float], now: float) -> int:
     return len(heap)
 
 
-def _fifo_finish(arrivals, service_s, pods, free_at, t0: float) -> np.ndarray:
+def _fifo_finish(arrivals, busy_s, pods, free_at, t0: float) -> np.ndarray:
     """Finish times of one-slot FIFO queues, all pods at once; updates `free_at` per pod.
 
     For one queue, finish_i = S_i + max(free, max over j <= i of (a_j - S_j-1)) where S is the
@@ -432,7 +469,7 @@ def _fifo_finish(arrivals, service_s, pods, free_at, t0: float) -> np.ndarray:
     t0 to keep the offsets small.
     """
     order = np.argsort(pods.astype(np.int32), kind="stable")
-    p, a, s = pods[order], arrivals[order] - t0, service_s[order]
+    p, a, s = pods[order], arrivals[order] - t0, busy_s[order]
     first = np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1])))
     counts = np.diff(np.append(first, len(p)))
     groups = p[first]
@@ -474,8 +511,8 @@ def _busy_grid(bin_s: float, last: int, targets: np.ndarray, pods, start, finish
 class _Stretch:
     """Requests routed and queued between two events, not yet committed to the pods' totals."""
 
-    def __init__(self, targets, pods, finish, service_s, saved):
-        self.targets, self.pods, self.finish, self.service_s, self.saved = targets, pods, finish, service_s, saved
+    def __init__(self, targets, pods, finish, busy_s, saved):
+        self.targets, self.pods, self.finish, self.busy_s, self.saved = targets, pods, finish, busy_s, saved
         self.grid: np.ndarray | None = None
         self.low = 0
         self._rows = {int(p): r for r, p in enumerate(targets)}

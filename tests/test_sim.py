@@ -172,5 +172,26 @@ def test_calibrate_takes_successful_service_times(autoscaled):
     service = sim.calibrate(autoscaled)
     assert service.kind == "empirical" and len(service.samples_s) == len(autoscaled.frame)
     assert service.mean_s == pytest.approx(autoscaled.frame.service_s.mean())
-    drawn = service.draw(1000, np.random.default_rng(0))
-    assert set(drawn) <= set(service.samples_s)
+    answer, busy = service.draw(1000, np.random.default_rng(0))
+    assert set(answer) <= set(service.samples_s) and (busy == answer).all()  # all busy without `saturated`
+
+
+def test_calibrate_sizes_busy_time_from_a_saturated_run():
+    """A pod answering in 3 ms of which 1 ms is its own: the saturated run shows ~1000 req/s capacity."""
+    service = sim.ServiceTimes.empirical(np.full(1000, 0.003), busy_s=np.full(1000, 0.001))
+    low = sim.simulate(schedules.Poisson(50, 20, seed=1), service)
+    low.frame["infer_s"] = 0.0006  # the model's share, as server-timing reports it
+    saturated = sim.simulate(schedules.Constant(2000, 5), service)
+    calibrated = sim.calibrate(low, saturated=saturated)
+    assert calibrated.mean_s == pytest.approx(0.003, rel=0.02)  # a little queueing even at 5% busy
+    assert calibrated.busy_s.mean() == pytest.approx(1 / saturated.summary()["achieved_rate"])
+    assert calibrated.busy_s.mean() == pytest.approx(0.001, rel=0.05)
+
+
+def test_only_busy_time_queues():
+    """Answer time outside the pod (client, network) adds latency but does not make others wait."""
+    arrivals = np.arange(0, 1, 0.002)  # 500 req/s
+    service = sim.ServiceTimes.empirical(np.full(10, 0.005), busy_s=np.full(10, 0.001))
+    result = sim.simulate(arrivals, service)
+    np.testing.assert_allclose(result.frame.latency_s, 0.005)  # 50% busy, evenly spaced: nobody waits
+    assert result.meta["pods"][0]["cpu_used_core_s"] == pytest.approx(500 * 0.001 * 0.5)
