@@ -51,6 +51,7 @@ class JupyterLab:
     url: str
     token: str
     root: Path
+    gradebook: Path
     log: list[str] = field(default_factory=list)
 
     def notebook_url(self, name: str) -> str:
@@ -61,6 +62,7 @@ class JupyterLab:
 
 
 def _isolated_env(home: Path, token: str) -> dict[str, str]:
+    """The server's environment, inherited by its kernels: Jupyter and IPython state under `home`."""
     config = home / "jupyter-config"
     for name, settings in LAB_SETTINGS.items():
         path = config / "lab" / "user-settings" / name
@@ -74,8 +76,12 @@ def _isolated_env(home: Path, token: str) -> dict[str, str]:
         "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
         "IPYTHONDIR": str(home / "ipython"),
         "SERVELAB_QUICK": "1",
-        "SERVELAB_GRADEBOOK": str(home / "gradebook.sqlite"),
+        "SERVELAB_GRADEBOOK": str(_gradebook(home)),
     }
+
+
+def _gradebook(home: Path) -> Path:
+    return home / "gradebook.sqlite"
 
 
 def _read_lines(stream, lines: queue.Queue) -> None:
@@ -100,12 +106,12 @@ def jupyter_lab(notebooks: Path, home: Path) -> Iterator[JupyterLab]:
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
-        yield _wait_until_serving(lines, token, notebooks)
+        yield _wait_until_serving(lines, token, notebooks, _gradebook(home))
     finally:
         _stop(proc)
 
 
-def _wait_until_serving(lines: queue.Queue, token: str, notebooks: Path) -> JupyterLab:
+def _wait_until_serving(lines: queue.Queue, token: str, notebooks: Path, gradebook: Path) -> JupyterLab:
     log: list[str] = []
     while True:
         try:
@@ -117,7 +123,7 @@ def _wait_until_serving(lines: queue.Queue, token: str, notebooks: Path) -> Jupy
         log.append(line)
         found = re.search(r"(http://127\.0\.0\.1:\d+)/lab", line)
         if found:
-            lab = JupyterLab(found.group(1), token, notebooks, log)
+            lab = JupyterLab(found.group(1), token, notebooks, gradebook, log)
             threading.Thread(target=_keep_log, args=(lines, log), daemon=True).start()
             return lab
 

@@ -1,19 +1,21 @@
-"""A learner's path through JupyterLab, in a real headless browser.
+"""A learner's path through lab 00 in JupyterLab, in a real headless browser.
 
-Open a notebook in JupyterLab, Run > Run All Cells, wait for the kernel to go idle, check
-every cell ran and nothing rendered a traceback, then answer a quiz question in its widgets:
-a wrong option first ("Not quite."), then the right one ("Correct." and the worked solution).
-Debian's chromium is driven by playwright through `executable_path`; no browser is downloaded.
-A screenshot of the page is saved in the test's tmp_path when a step fails.
+Open the lab 00 solution in JupyterLab, Run > Run All Cells, wait for the kernel to go idle,
+check every cell ran, nothing rendered a traceback and the plot was drawn, then answer a quiz
+question in its widgets: a wrong option first ("Not quite."), then the right one ("Correct."
+and the worked solution). The solution is opened, not the student lab, because a student lab
+stops at its first exercise (NotImplementedError) by design. Debian's chromium is driven by
+playwright through `executable_path`; no browser is downloaded. A screenshot of the page is
+saved in the test's tmp_path when a step fails.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from browser_fixtures import chromium_page, jupyter_lab
@@ -21,8 +23,9 @@ from tools import require_tool
 
 pytestmark = pytest.mark.browser
 
-QUIZ = "pattern"
-NOTEBOOK = "quiz-check.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "00-orientation.ipynb"
+QUIZ = "00-orientation"
 KERNEL_IDLE = re.compile(r"\| Idle$")  # the status bar's "Python 3 (ipykernel) | Idle"
 RUN_TIMEOUT_MS = 75_000
 # True once Run All has finished: no cell is queued or running ("[*]:") and the first code
@@ -33,17 +36,6 @@ RUN_FINISHED_JS = """() => {
 }"""
 
 
-def _write_notebook(path: Path) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    notebook.cells = [
-        nbformat.v4.new_markdown_cell("# Quiz check"),
-        nbformat.v4.new_code_cell("import os\nprint('quick mode:', os.environ['SERVELAB_QUICK'])"),
-        nbformat.v4.new_code_cell(f"from servelab import quiz\nquiz.show({QUIZ!r})"),
-    ]
-    nbformat.write(notebook, path)
-
-
 @pytest.fixture
 def chromium() -> str:
     return require_tool("chromium")
@@ -51,9 +43,8 @@ def chromium() -> str:
 
 @pytest.fixture
 def lab(tmp_path):
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    _write_notebook(notebooks / NOTEBOOK)
+    notebooks = tmp_path / "solutions"
+    shutil.copytree(ROOT / "solutions", notebooks)
     with jupyter_lab(notebooks, tmp_path / "home") as running:
         yield running
 
@@ -70,8 +61,12 @@ def screenshot_on_failure(page, lab, path: Path):
     try:
         yield
     except Exception as error:
-        page.screenshot(path=path)
-        raise AssertionError(f"{error}\nscreenshot: {path}\nJupyterLab log (tail):\n{lab.log_tail()}") from error
+        try:
+            page.screenshot(path=path)
+            saved = f"screenshot: {path}"
+        except Exception as screenshot_error:  # a crashed browser must not hide the first error
+            saved = f"no screenshot: {screenshot_error}"
+        raise AssertionError(f"{error}\n{saved}\nJupyterLab log (tail):\n{lab.log_tail()}") from error
 
 
 def run_all_cells(page) -> None:
@@ -94,7 +89,7 @@ def assert_ran_without_errors(page) -> None:
     assert not tracebacks, "a cell rendered an error:\n" + "\n".join(tracebacks)
 
 
-def test_run_notebook_and_answer_quiz_in_jupyterlab(page, lab, tmp_path):
+def test_lab_00_runs_and_its_quiz_answers_in_jupyterlab(page, lab, tmp_path):
     from servelab.quiz import bank
 
     question = next(q for q in bank.load(QUIZ).questions if q.kind == "single")
@@ -106,7 +101,10 @@ def test_run_notebook_and_answer_quiz_in_jupyterlab(page, lab, tmp_path):
         page.goto(lab.notebook_url(NOTEBOOK))
         run_all_cells(page)
         assert_ran_without_errors(page)
-        assert "quick mode: 1" in page.locator(".jp-OutputArea-output").all_text_contents()[0]
+        outputs = "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
+        assert "mode: quick" in outputs, "the kernel did not inherit SERVELAB_QUICK=1 from JupyterLab"
+        assert page.locator(".jp-OutputArea-output img").count() > 0, "no plot was drawn"
+        assert lab.gradebook.exists(), "the lab's quiz.submit cell recorded nothing in $SERVELAB_GRADEBOOK"
 
         block = page.locator(".widget-vbox", has=page.get_by_role("radio", name=label[right], exact=True)).last
         check = block.get_by_role("button", name="Check", exact=True)
