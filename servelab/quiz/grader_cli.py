@@ -1,9 +1,9 @@
 """`servelab grader`: run the class grading service, issue tokens, export grades.
 
-    servelab grader tokens roster.csv --db grades.sqlite --out tokens.csv
-    servelab grader serve --db grades.sqlite --bank-dir quizzes --roster roster.csv --attempts 3 \\
+    servelab grader tokens roster.csv --out tokens.csv          # --db grades.sqlite is the default
+    servelab grader serve --bank-dir quizzes --roster roster.csv --attempts 3 \\
         --due 03-load=2026-12-01T17:00:00+00:00
-    servelab grader export --db grades.sqlite --bank-dir quizzes --csv grades.csv
+    servelab grader export --bank-dir quizzes --csv grades.csv
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from servelab.quiz.bank import BankError, bank_dir, load_all
 from servelab.quiz.gradebook import Gradebook, RosterError, read_roster
+
+DEFAULT_DB = Path("grades.sqlite")
 
 
 def _due(text: str) -> tuple[str, datetime]:
@@ -32,7 +34,7 @@ def _due(text: str) -> tuple[str, datetime]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = sub.add_parser("serve", help="run the grading service (keys and gradebook stay on this machine)")
-    serve.add_argument("--db", required=True, type=Path, help="gradebook SQLite file (created if missing)")
+    serve.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"gradebook SQLite file, created if missing (default: {DEFAULT_DB})")
     serve.add_argument("--bank-dir", type=Path, default=None, help="instructor banks, with keys (default: quizzes/)")
     serve.add_argument("--roster", type=Path, help="CSV with a 'student' column (and optional 'name')")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a class network)")
@@ -42,10 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="due time of a quiz, ISO 8601 (UTC if no offset); later attempts are kept and flagged late")
     tokens = sub.add_parser("tokens", help="issue a token to every roster student (and the instructor) without one")
     tokens.add_argument("roster", type=Path, help="CSV with a 'student' column (and optional 'name')")
-    tokens.add_argument("--db", required=True, type=Path, help="gradebook SQLite file; only token hashes are kept")
+    tokens.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"gradebook SQLite file; only token hashes are kept (default: {DEFAULT_DB})")
     tokens.add_argument("--out", type=Path, help="also write student,token to this CSV for distribution")
     export = sub.add_parser("export", help="one row per student, one column per question, plus totals")
-    export.add_argument("--db", required=True, type=Path)
+    export.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"the gradebook `serve` used (default: {DEFAULT_DB})")
     export.add_argument("--bank-dir", type=Path, default=None, help="banks whose questions become columns")
     export.add_argument("--csv", required=True, help="output CSV file, or - for standard output")
 
