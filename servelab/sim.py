@@ -3,9 +3,10 @@
 Requests arrive on the same schedules the load generator uses. Each one is routed to a Ready pod
 (round-robin, random or least-outstanding, like a Service), waits in that pod's FIFO queue for
 one of its `concurrency` slots, and takes a service time drawn from a measured distribution
-(`calibrate` a low-load run). The replica policy decides how many pods exist: a fixed count,
-the HPA (`servelab.hpa`, fed each pod's busy time as its CPU, every sync period), or a batch job
-that serves everything queued at scheduled times. New pods serve only after `startup_s`.
+(`calibrate` it from a low-load run and a saturated one). The replica policy decides how many
+pods exist: a fixed count, the HPA (`servelab.hpa`, fed each pod's busy time as its CPU, every
+sync period), or a batch job that serves everything queued at scheduled times. New pods serve
+only after `startup_s`.
 
 The output is a `servelab.load.Result` with the same columns, summary and metadata as a live run,
 including `meta["pods"]` for `servelab.cost` and `meta["timeline"]` for the HPA's decisions.
