@@ -524,17 +524,19 @@ def test_from_manifest_fills_upstream_defaults():
 
 
 def test_scales_up_under_load_and_down_after_the_window():
-    """Syncs every 15 s: a CPU step scales 1 -> 4 within a sync or two; back to 1 only after 30 s calm."""
-    autoscaler = Autoscaler(HPASpec.from_manifest(yaml.safe_load(MANIFEST.read_text())))
-    replicas, history = 1, []
-    for step in range(24):
+    """Syncs every 15 s on the lab manifest: a CPU step scales to max at once, back to min only after
+    the manifest's scale-down window."""
+    spec = HPASpec.from_manifest(yaml.safe_load(MANIFEST.read_text()))
+    autoscaler = Autoscaler(spec)
+    replicas, history = spec.min_replicas, []
+    for step in range(30):
         now = step * hpa.SYNC_PERIOD_S
         busy_cores = 1.6 if 60 <= now < 180 else 0.05  # total CPU the load needs, shared by ready pods
         samples = [PodSample(f"p{i}", True, busy_cores / replicas, 0.5) for i in range(replicas)]
         replicas = autoscaler.decide(now, replicas, samples).desired_replicas
         history.append((now, replicas))
-    assert dict(history)[60.0] == 4  # 1.6 cores over 0.5 requested = 320% of a 50% target: 7 wanted, max 4
-    assert all(r == 4 for t, r in history if 60 <= t < 180)
-    scaled_down = min(t for t, r in history if t >= 180 and r < 4)
-    assert scaled_down >= 180 + 30 - hpa.SYNC_PERIOD_S  # not before the 30 s window has passed
-    assert history[-1][1] == 1
+    assert dict(history)[60.0] == min(spec.max_replicas, 4)  # 320% of a 50% target: 7 wanted; +4 pods per 15 s
+    assert all(r == dict(history)[60.0] for t, r in history if 60 <= t < 180)
+    scaled_down = min(t for t, r in history if t >= 180 and r < dict(history)[60.0])
+    assert scaled_down >= 180 + spec.scale_down.stabilization_window_s - hpa.SYNC_PERIOD_S
+    assert history[-1][1] == spec.min_replicas
