@@ -96,9 +96,14 @@ def test_headless_notebook_shows_text_and_submits(tmp_path):
         nbformat.v4.new_code_cell('from servelab import quiz\nquiz.show("pattern")'),
         nbformat.v4.new_code_cell(f'result = quiz.submit("pattern", answers={answers!r}, student="nb")'),
     ])
+    # A third cell pretends the kernel was started by Jupyter Server: then the same call draws widgets.
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        'import os\nos.environ["JPY_SESSION_NAME"] = "lab.ipynb"\nquiz.show("pattern")'))
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    shown, submitted = ("".join(o.get("text", "") for o in c.outputs) for c in notebook.cells)
-    assert all(o.output_type == "stream" for c in notebook.cells for o in c.outputs)  # text, not widgets
+    shown, submitted = ("".join(o.get("text", "") for o in c.outputs) for c in notebook.cells[:2])
+    assert all(o.output_type == "stream" for c in notebook.cells[:2] for o in c.outputs)  # text, not widgets
+    [drawn] = notebook.cells[2].outputs
+    assert "application/vnd.jupyter.widget-view+json" in drawn["data"]
     assert shown.startswith("Quiz pattern:") and "1. [easy] fastest-architecture" in shown
     assert "quiz pattern - nb - attempt 1" in submitted and "score: 3/10" in submitted
     rows = sqlite3.connect(tmp_path / "gradebook.sqlite").execute("SELECT student, quiz, score FROM attempts").fetchall()
