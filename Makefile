@@ -19,6 +19,10 @@ help:
 	@echo "make bench  speed comparisons, each side by side in one run, printed as ratios"
 	@echo "make labs   regenerate labs/ from solutions/"
 	@echo "make clean  remove .venv, caches and run results"
+	@echo "make doctor    check Docker, kind, kubectl, memory and port 8501 for the real-cluster path"
+	@echo "make cluster   create (or reuse) the kind cluster, build and load the image, install metrics-server"
+	@echo "make deploy    apply the model server's Deployment, Service and HPA to it"
+	@echo "make teardown  delete the kind cluster"
 
 setup: $(STAMP)
 
@@ -45,3 +49,6 @@ bench: setup
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The real-cluster path (kind): doctor, cluster, deploy, teardown.
+include cluster/cluster.mk
