@@ -6,11 +6,26 @@
 
 Open loop (`run`, `sweep`) is the honest measurement; closed loop (`run_closed`) is there to
 show what it hides. See `servelab.load.schedules` for the traffic shapes.
+
+Names load on first use, so that the simulator (schedules only) and generator worker
+processes do not import pandas, matplotlib or aiohttp they do not need.
 """
 
-from servelab.load.result import Result
-from servelab.load.runner import run, run_closed
-from servelab.load.schedules import Constant, Diurnal, Poisson, Ramp, Step, Trace
-from servelab.load.sweep import Sweep, sweep
+import importlib
 
-__all__ = ["Constant", "Diurnal", "Poisson", "Ramp", "Result", "Step", "Sweep", "Trace", "run", "run_closed", "sweep"]
+_EXPORTS = {
+    "Constant": "schedules", "Diurnal": "schedules", "Poisson": "schedules", "Ramp": "schedules",
+    "Step": "schedules", "Trace": "schedules", "Result": "result", "run": "runner", "run_closed": "runner",
+    "Sweep": "sweep", "sweep": "sweep",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'servelab.load' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"servelab.load.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
