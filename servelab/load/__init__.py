@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     "Constant": "schedules", "Diurnal": "schedules", "Poisson": "schedules", "Ramp": "schedules",
     "Step": "schedules", "Trace": "schedules", "Result": "result", "run": "runner", "run_closed": "runner",
-    "Sweep": "sweep", "sweep": "sweep",
+    "Sweep": "sweeps", "sweep": "sweeps",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -24,7 +24,9 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'servelab.load' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"servelab.load.{_EXPORTS[name]}"), name)
+    value = getattr(importlib.import_module(f"servelab.load.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

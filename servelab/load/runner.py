@@ -35,7 +35,7 @@ from servelab.load.result import Result, environment
 RATE_PER_WORKER = 1500
 DEFAULT_MAX_INFLIGHT = 1000
 _START_MARGIN_S = 0.05  # between "all ready" and the first send, so every shard starts on time
-_PROGRESS_MIN_S = 3.0  # runs shorter than this get no progress bar by default
+PROGRESS_MIN_S = 3.0  # runs shorter than this get no progress bar by default
 
 TFSERVING_BODY = {"instances": [[1.0, 2.0, 5.0]]}
 OIP_BODY = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 5.0]}]}
@@ -119,7 +119,7 @@ def _shard(url, protocol, body, model, timeout, max_inflight) -> Shard:
 
 def _execute(shards, total, duration, label, progress, template, info, meta, cluster) -> Result:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    show = duration >= _PROGRESS_MIN_S if progress is None else bool(progress)
+    show = duration >= PROGRESS_MIN_S if progress is None else bool(progress)
     with _Progress(total, label, show) as bar:
         records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
     cpu_fraction = max(r.cpu_s / r.wall_s if r.wall_s > 0 else 0.0 for r in records)

@@ -57,12 +57,19 @@ class Sweep:
     def __repr__(self) -> str:
         return f"<Sweep of {len(self.results)} runs>\n{self.summary().to_string()}"
 
+    def _repr_html_(self) -> str:
+        return self.summary().to_html()
 
-def sweep(url: str, rates: list[float], duration: float, *, poisson: bool = False, **run_options) -> Sweep:
+
+def sweep(url: str, rates: list[float], duration: float, *, poisson: bool = False, progress: bool | None = None,
+          **run_options) -> Sweep:
     """Open-loop runs at each rate in turn (constant spacing, or Poisson arrivals if `poisson`).
 
     `run_options` go to `servelab.load.run` (protocol, body, timeout, cluster, workers, ...).
-    Each run waits for its last answer before the next starts, so runs do not overlap.
+    Each run waits for its last answer before the next starts, so runs do not overlap. A sweep
+    longer than a few seconds in all shows one progress bar per rate.
     """
     make = schedules.Poisson if poisson else schedules.Constant
-    return Sweep([runner.run(url, make(rate, duration), **run_options) for rate in rates])
+    if progress is None:
+        progress = duration * len(rates) >= runner.PROGRESS_MIN_S
+    return Sweep([runner.run(url, make(rate, duration), progress=progress, **run_options) for rate in rates])
