@@ -45,6 +45,7 @@ def chromium() -> str:
 def lab(tmp_path):
     notebooks = tmp_path / "solutions"
     shutil.copytree(ROOT / "solutions", notebooks)
+    assert (notebooks / NOTEBOOK).exists(), f"solutions/{NOTEBOOK} is missing; the browser test opens it"
     with jupyter_lab(notebooks, tmp_path / "home") as running:
         yield running
 
