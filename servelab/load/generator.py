@@ -156,7 +156,7 @@ async def _open_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorde
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
     clock = time.monotonic
-    for offset in shard.times:
+    for offset in shard.times.tolist():  # Python floats: cheaper arithmetic than numpy scalars
         due = start + offset
         while (delay := due - clock()) > 0:  # loop: timers may wake up to a millisecond early
             await asyncio.sleep(delay)
