@@ -1,17 +1,26 @@
 """How close is the servelab server to the least a Python model server can do?
 
-The floor is a bare ASGI callable under uvicorn (uvloop + httptools, no access log): orjson in,
-one onnxruntime session (1 thread), orjson out. No routing, no validation, no metrics, no
-errors handled. servelab serves the same model on the same CPU, and `wrk` loads each with the
-same connections, threads and duration, one after the other, alternating, in the same run.
+- floor: a bare ASGI callable under uvicorn (uvloop + httptools, no access log): orjson in, one
+  onnxruntime session (1 thread, its public `run`), orjson out. No routing, no validation, no
+  metrics, no error handling. The yardstick, not a server to use.
+- plain FastAPI: the usual first attempt, a Pydantic body and an `async def` handler returning
+  a dict (FastAPI's standard-json response), same uvicorn settings, same session.
+- servelab: `servelab serve --model tiny` with its defaults.
 
-    .venv/bin/python -m bench server        (part of `make bench`)
-    .venv/bin/python -m bench.server floor --port 8600   (just the floor, to poke at by hand)
+`wrk` loads each with the same connections, threads and duration, one after the other, in
+alternating rounds, in the same run. Then, to show where the time goes, each app is called
+directly as an ASGI function (no HTTP, no sockets) and its CPU time per request is measured.
+Last, the model family's inference cost per call (onnxruntime, 1 thread).
+
+    .venv/bin/python -m bench server                          (part of `make bench`)
+    .venv/bin/python -m bench.server serve floor --port 8600  (one yardstick, to poke at by hand)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -22,28 +31,37 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
-BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
+import psutil
+
+BODY = b'{"instances": [[1.0, 2.0, 5.0]]}'
+PATH = "/v1/models/my-model:predict"
 CONNECTIONS = 16
 THREADS = 1  # wrk shares the 2 cores with the server: one wrk thread, one server process
-DURATION_S = 10
-WARMUP_S = 2
-ROUNDS = 3
+DURATION_S = 5
+WARMUP_S = 1
+ROUNDS = 6  # short alternating rounds: other programs' load drifts less within one round
+ROOT = Path(__file__).resolve().parent.parent
 
 
-# -- the floor ----------------------------------------------------------------------------
+# -- the yardsticks -----------------------------------------------------------------------
 
 
-def floor_app():
-    """The minimal ASGI + onnxruntime model server: the yardstick, not a server to use."""
-    import numpy as np
+def _session():
     import onnxruntime as ort
-    import orjson
 
     from servelab import models
 
-    session = ort.InferenceSession(str(models.path("tiny")), models.session_options(1), providers=["CPUExecutionProvider"])
-    run = session.run
+    return ort.InferenceSession(str(models.path("tiny")), models.session_options(1), providers=["CPUExecutionProvider"])
+
+
+def floor_app():
+    """The minimal ASGI + onnxruntime model server."""
+    import numpy as np
+    import orjson
+
+    run = _session().run
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
@@ -70,55 +88,94 @@ def floor_app():
     return app
 
 
-def serve_floor(port: int) -> None:
+def fastapi_app():
+    """A plain FastAPI predict handler, as tutorials write it."""
+    import numpy as np
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    run = _session().run
+    app = FastAPI()
+
+    class Request(BaseModel):
+        instances: list[list[float]]
+
+    @app.get("/")
+    async def ready() -> dict:
+        return {}
+
+    async def predict(request):
+        x = np.array(request.instances, dtype=np.float32)
+        return {"predictions": run(None, {"x": x})[0].tolist()}
+
+    # Annotations set as objects: this module's `from __future__ import annotations` would turn
+    # them into strings that FastAPI cannot resolve for a class defined inside a function.
+    predict.__annotations__ = {"request": Request, "return": dict}
+    app.post(PATH)(predict)
+    return app
+
+
+YARDSTICKS = {"floor": floor_app, "fastapi": fastapi_app}
+
+
+def serve_yardstick(which: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(floor_app(), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    uvicorn.run(YARDSTICKS[which](), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 lifespan="off", access_log=False, log_level="warning")
 
 
-# -- the comparison ----------------------------------------------------------------------
+class _Yardstick:
+    """A yardstick app in a child process, for as long as the `with` block."""
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _Floor:
-    """The floor in a child process, started and stopped like ServerProcess."""
+    def __init__(self, which: str):
+        self.which = which
 
     def __enter__(self):
-        self.port = _free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.server", "floor", "--port", str(self.port)],
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-            start_new_session=True,
-        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.server", "serve", self.which, "--port", str(port)],
+                                        cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).read()
-                self.url = f"http://127.0.0.1:{self.port}/v1/models/my-model:predict"
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                self.predict_url = f"http://127.0.0.1:{port}{PATH}"
                 return self
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError("the floor server exited before it answered") from None
+                    raise RuntimeError(f"the {self.which} server exited before it answered") from None
                 time.sleep(0.1)
-        raise TimeoutError("the floor server did not answer within 60 s")
+        raise TimeoutError(f"the {self.which} server did not answer within 60 s")
 
     def __exit__(self, *exc_info):
         self.process.terminate()
         self.process.wait(30)
 
 
-def _wrk(wrk: str, script: str, url: str, duration_s: int) -> dict:
-    """Run wrk; requests/s, p50/p99 in ms, and non-2xx count from its report."""
+# -- measuring ----------------------------------------------------------------------------
+
+
+def _check_answer(url: str) -> None:
+    """Refuse to time a server that does not answer the lesson's row correctly."""
+    request = urllib.request.Request(url, data=BODY, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())["predictions"][0]
+    if abs(answer - 0.75) > 1e-6:
+        raise AssertionError(f"{url} answered {answer}, not 0.75")
+
+
+def _wrk(wrk: str, script: str, url: str, duration_s: int, pid: int) -> dict:
+    """Run wrk; requests/s, p50/p99 in ms, non-2xx answers, and the server's CPU time per request."""
+    server = psutil.Process(pid)
+    cpu_before = sum(server.cpu_times()[:2])
     out = subprocess.run(
         [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration_s}s", "--latency", "-s", script, url],
         capture_output=True, text=True, check=True,
     ).stdout
+    cpu_s = sum(server.cpu_times()[:2]) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def percentile(p: str) -> float:
@@ -126,56 +183,138 @@ def _wrk(wrk: str, script: str, url: str, duration_s: int) -> dict:
         return float(value) * units[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": percentile("50"),
         "p99_ms": percentile("99"),
-        "errors": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+        "cpu_us": cpu_s / max(requests, 1) * 1e6,
     }
 
 
-def main() -> None:
+def _http_table(wrk: str) -> None:
     from servelab.server import ServerProcess
 
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        print("wrk is not installed (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk); skipping")
-        return
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n")
-    print(f"model tiny, 1 onnxruntime thread; wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s, POST {BODY}, "
-          f"{ROUNDS} alternating rounds after a {WARMUP_S} s warm-up each; {os.cpu_count()} CPUs")
-    runs: dict[str, list[dict]] = {"floor (raw ASGI)": [], "servelab": []}
+        script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY.decode()}'\n"
+                     "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
+    print(f"HTTP: wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s --latency, POST {BODY.decode()}, model tiny, "
+          f"1 onnxruntime thread, {ROUNDS} alternating rounds (each after a {WARMUP_S} s warm-up); "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    runs: dict[str, list[dict]] = {"floor (raw ASGI)": [], "servelab": [], "plain FastAPI": []}
     try:
-        with _Floor() as floor, ServerProcess(model="tiny", name="my-model") as server:
-            urls = {"floor (raw ASGI)": floor.url, "servelab": server.predict_url}
+        with _Yardstick("floor") as floor, ServerProcess(model="tiny", name="my-model") as server, \
+                _Yardstick("fastapi") as plain:
+            targets = {"floor (raw ASGI)": (floor.predict_url, floor.process.pid),
+                       "servelab": (server.predict_url, server.pid),
+                       "plain FastAPI": (plain.predict_url, plain.process.pid)}
+            for url, _ in targets.values():
+                _check_answer(url)
             for _ in range(ROUNDS):
-                for label, url in urls.items():
-                    _wrk(wrk, script.name, url, WARMUP_S)
-                    runs[label].append(_wrk(wrk, script.name, url, DURATION_S))
+                for label, (url, pid) in targets.items():
+                    _wrk(wrk, script.name, url, WARMUP_S, pid)
+                    runs[label].append(_wrk(wrk, script.name, url, DURATION_S, pid))
     finally:
         os.unlink(script.name)
-    print(f"{'server':<18}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}   per round req/s")
-    summary = {}
+    floor_rounds = runs["floor (raw ASGI)"]
+    print(f"  {'server':<18}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'vs floor':>10}{'CPU/req':>10}"
+          "   per-round req/s ratio")
     for label, results in runs.items():
-        summary[label] = {k: statistics.median(r[k] for r in results) for k in ("rps", "p50_ms", "p99_ms")}
-        s = summary[label]
-        print(f"{label:<18}{s['rps']:>10.0f}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
-              f"{sum(r['errors'] for r in results):>9}   {', '.join(str(round(r['rps'])) for r in results)}")
-    ratios = [s["rps"] / f["rps"] for s, f in zip(runs["servelab"], runs["floor (raw ASGI)"])]
-    print(f"servelab / floor requests/s: {statistics.median(ratios):.2f}x (median of rounds; per round: "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.6x)")
+        ratios = [r["rps"] / f["rps"] for r, f in zip(results, floor_rounds)]
+        median = {k: statistics.median(r[k] for r in results) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+        print(f"  {label:<18}{median['rps']:>8.0f}{median['p50_ms']:>8.2f}{median['p99_ms']:>8.2f}"
+              f"{sum(r['errors'] for r in results):>8}{statistics.median(ratios):>9.2f}x"
+              f"{median['cpu_us']:>8.0f}us   {', '.join(f'{r:.2f}' for r in ratios)}")
+    print("  (medians over rounds. vs floor: requests/s over the floor's in the same round; the target for\n"
+          "   servelab is >= 0.6x. CPU/req: the server process's CPU time per answered request.)")
+
+
+def _cpu_us_per_request(app, scope: dict, n: int = 5000) -> float:
+    """CPU time of one request through `app` as a plain ASGI call: the app's own cost, no HTTP."""
+
+    async def receive():
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message):
+        pass
+
+    async def many():
+        for _ in range(n):
+            await app(scope, receive, send)
+
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        asyncio.run(many())
+        best = min(best, (time.process_time() - start) / n)
+    return best * 1e6
+
+
+def _app_table() -> None:
+    from servelab.server.app import ModelServer, Options
+
+    scope = {"type": "http", "method": "POST", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+             "root_path": "", "scheme": "http", "http_version": "1.1", "server": ("127.0.0.1", 8501),
+             "client": ("127.0.0.1", 1), "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                                                      (b"content-length", b"%d" % len(BODY))]}
+    apps = {"floor (raw ASGI)": floor_app(), "servelab": ModelServer(Options()), "plain FastAPI": fastapi_app()}
+    print("App only: CPU time per request, the app called directly (no sockets, no HTTP parsing; min of 5 x 5000)")
+    for label, app in apps.items():
+        print(f"  {label:<18}{_cpu_us_per_request(app, scope):>8.1f} us")
+
+
+def _model_table() -> None:
+    import numpy as np
+
+    from servelab.models import EXAMPLE_ROW, MODEL_NAMES, Model, path
+
+    print("Models: onnxruntime CPU time per call, 1 intra-op thread (min of 5 repeats)")
+    print(f"  {'model':<8}{'size':>10}{'batch 1':>12}{'x tiny':>8}{'batch 64':>12}{'per row':>10}")
+    tiny = None
+    for name in MODEL_NAMES:
+        model = Model(name)
+        costs = []
+        for batch in (1, 64):
+            x = np.tile(np.asarray([EXAMPLE_ROW], np.float32), (batch, 1))
+            calls = max(5, int(0.3 / _once(model, x)))
+            best = float("inf")
+            for _ in range(5):
+                start = time.process_time()
+                for _ in range(calls):
+                    model.run(x)
+                best = min(best, (time.process_time() - start) / calls)
+            costs.append(best * 1e6)
+        tiny = tiny or costs[0]
+        print(f"  {name:<8}{path(name).stat().st_size / 1e6:>8.2f}MB{costs[0]:>10.1f}us{costs[0] / tiny:>7.0f}x"
+              f"{costs[1]:>10.1f}us{costs[1] / 64:>8.1f}us")
+
+
+def _once(model, x) -> float:
+    start = time.perf_counter()
+    model.run(x)
+    return max(time.perf_counter() - start, 1e-6)
+
+
+def main() -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("wrk is not installed (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk); "
+              "skipping the HTTP comparison")
+    else:
+        _http_table(wrk)
+    _app_table()
+    _model_table()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what")
-    floor_parser = sub.add_parser("floor", help="serve the floor app")
-    floor_parser.add_argument("--port", type=int, required=True)
+    serve_parser = sub.add_parser("serve", help="serve one yardstick app")
+    serve_parser.add_argument("which", choices=YARDSTICKS)
+    serve_parser.add_argument("--port", type=int, required=True)
     arguments = parser.parse_args()
-    if arguments.what == "floor":
-        serve_floor(arguments.port)
+    if arguments.what == "serve":
+        serve_yardstick(arguments.which, arguments.port)
     else:
         main()

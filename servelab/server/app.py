@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 
 import numpy as np
@@ -28,6 +29,7 @@ from servelab.server import protocols
 from servelab.server.batching import Batcher
 from servelab.server.faults import Stall
 from servelab.server.metrics import CONTENT_TYPE, Metrics
+from servelab.server.openapi import prediction_paths
 from servelab.server.protocols import InputError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # ~100k rows of 3 numbers; larger bodies get 413
@@ -36,6 +38,8 @@ RETRY_AFTER_S = 1
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
+Parse = Callable[[bytes, dict], tuple[np.ndarray, object]]  # body, scope -> (x, what the reply needs)
+Format = Callable[[np.ndarray, object], bytes]
 
 
 @dataclass
@@ -70,10 +74,12 @@ class ModelServer:
         )
         self.stall = Stall(options.stall_every, options.stall_for) if options.stall_every else None
         self._inline = self.batcher is None and self.stall is None
+        predict = partial(self._handle, "predict", self._parse_tfserving, protocols.tfserving_reply)
+        infer = partial(self._handle, "infer", self._parse_oip, self._oip_reply)
         self._hot = {}
         for version in ("", "/versions/1"):
-            self._hot[f"/v1/models/{self.name}{version}:predict"] = self._predict
-            self._hot[f"/v2/models/{self.name}{version}/infer"] = self._infer
+            self._hot[f"/v1/models/{self.name}{version}:predict"] = predict
+            self._hot[f"/v2/models/{self.name}{version}/infer"] = infer
         self.fastapi = _cold_app(self)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -90,46 +96,43 @@ class ModelServer:
 
     # -- the hot path -------------------------------------------------------------------
 
-    async def _predict(self, scope: dict, receive: Receive, send: Send) -> None:
+    async def _handle(
+        self, endpoint: str, parse: Parse, format_reply: Format, scope: dict, receive: Receive, send: Send
+    ) -> None:
+        """One prediction: body -> parse -> model -> reply, any failure -> {"error"}, then metrics."""
         start = perf_counter()
         try:
             message = await receive()
             body = message.get("body", b"")
             if message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
                 body = await _read_rest(scope, receive, message)
-            x, columnar = protocols.parse_tfserving(body)
+            x, context = parse(body, scope)
             p, seconds = self._run(x) if self._inline else await self._predict_rows(x)
-            reply = protocols.tfserving_reply(p, columnar)
+            reply = format_reply(p, context)
             await send(_ok_start(reply, seconds))
             await send({"type": "http.response.body", "body": reply})
             status = 200
         except Exception as error:
             status = await _reply_error(send, error)
-        self.metrics.request("predict", status, perf_counter() - start)
+        self.metrics.request(endpoint, status, perf_counter() - start)
 
-    async def _infer(self, scope: dict, receive: Receive, send: Send) -> None:
-        start = perf_counter()
+    @staticmethod
+    def _parse_tfserving(body: bytes, scope: dict) -> tuple[np.ndarray, bool]:
+        return protocols.parse_tfserving(body)
+
+    @staticmethod
+    def _parse_oip(body: bytes, scope: dict) -> tuple[np.ndarray, object]:
         try:
-            message = await receive()
-            body = message.get("body", b"")
-            if message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
-                body = await _read_rest(scope, receive, message)
-            try:
-                x, request_id = protocols.parse_oip(body)
-            except InputError:
-                if _header(scope, b"inference-header-content-length") is not None:
-                    raise InputError(
-                        400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)"
-                    ) from None
-                raise
-            p, seconds = self._run(x) if self._inline else await self._predict_rows(x)
-            reply = protocols.oip_reply(p, self.name, request_id)
-            await send(_ok_start(reply, seconds))
-            await send({"type": "http.response.body", "body": reply})
-            status = 200
-        except Exception as error:
-            status = await _reply_error(send, error)
-        self.metrics.request("infer", status, perf_counter() - start)
+            return protocols.parse_oip(body)
+        except InputError:
+            if _header(scope, b"inference-header-content-length") is not None:  # Triton's binary extension
+                raise InputError(
+                    400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)"
+                ) from None
+            raise
+
+    def _oip_reply(self, p: np.ndarray, request_id: object) -> bytes:
+        return protocols.oip_reply(p, self.name, request_id)
 
     async def _predict_rows(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         if self.stall is not None:
@@ -151,7 +154,10 @@ class ModelServer:
     async def _not_here(self, scope: dict, send: Send) -> None:
         """A prediction path with the wrong method (405) or another model's name (404)."""
         path = scope["path"]
-        name = path[len("/v1/models/") : -len(":predict")] if path.startswith("/v1/") else path[len("/v2/models/") : -len("/infer")]
+        if path.startswith("/v1/"):
+            name = path.removeprefix("/v1/models/").removesuffix(":predict")
+        else:
+            name = path.removeprefix("/v2/models/").removesuffix("/infer")
         name = name.removesuffix("/versions/1")
         if name == self.name:
             error = InputError(405, f"{scope['method']} is not allowed on {path}; send a POST with a JSON body")
@@ -286,7 +292,8 @@ def _cold_app(server: ModelServer) -> FastAPI:
     @app.get("/v1/models/{model}", summary="TF Serving: model version status")
     def model_status(model: str) -> dict:
         known(model)
-        return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        status = {"error_code": "OK", "error_message": ""}
+        return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
 
     @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature")
     def model_signature(model: str) -> dict:
@@ -348,54 +355,9 @@ def _cold_app(server: ModelServer) -> FastAPI:
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema["paths"].update(_prediction_paths(name))
+            schema["paths"].update(prediction_paths(name))
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
     return app
-
-
-def _prediction_paths(name: str) -> dict:
-    """OpenAPI for the two hot routes, which bypass FastAPI's router and so its schema generator."""
-    error = {"description": "what was wrong and what to send instead", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
-    rows = {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES}}
-    numbers = {"type": "array", "items": {"type": "number"}}
-    failures = {"400": error, "404": error, "413": error, "503": error}
-
-    def body(schema: dict, example: dict) -> dict:
-        return {"required": True, "content": {"application/json": {"schema": schema, "example": example}}}
-
-    return {
-        f"/v1/models/{name}:predict": {
-            "post": {
-                "summary": "TF Serving: predict (rows in \"instances\" or columns in \"inputs\")",
-                "description": "Any Content-Type is read as JSON. A flat list of 3 numbers is one instance. "
-                "Predictions are rounded to 6 significant digits.",
-                "requestBody": body(
-                    {"type": "object", "properties": {"instances": {"oneOf": [rows, numbers]}, "inputs": {"oneOf": [rows, numbers]}}},
-                    {"instances": [[1.0, 2.0, 5.0]]},
-                ),
-                "responses": {
-                    "200": {"description": "one probability per row", "content": {"application/json": {"example": {"predictions": [0.75]}}}},
-                    **failures,
-                },
-            }
-        },
-        f"/v2/models/{name}/infer": {
-            "post": {
-                "summary": "Open Inference Protocol v2: infer (JSON tensors, FP32 or FP64)",
-                "requestBody": body(
-                    {"type": "object", "required": ["inputs"], "properties": {"id": {"type": "string"}, "inputs": {"type": "array"}, "outputs": {"type": "array"}}},
-                    {"id": "1", "inputs": [{"name": INPUT_NAME, "shape": [1, N_FEATURES], "datatype": "FP32", "data": [1.0, 2.0, 5.0]}]},
-                ),
-                "responses": {
-                    "200": {
-                        "description": "the probability tensor",
-                        "content": {"application/json": {"example": {"model_name": name, "model_version": "1", "id": "1", "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1], "data": [0.75]}]}}},
-                    },
-                    **failures,
-                },
-            }
-        },
-    }

@@ -51,7 +51,14 @@ def main(args: argparse.Namespace) -> int:
         stall_for=args.stall_for,
     )
     try:
-        serve(options, listening_socket(args.host, args.port, args.fd))
+        sock = listening_socket(args.host, args.port, args.fd)
+    except OSError as error:
+        raise SystemExit(
+            f"servelab serve: cannot listen on {args.host}:{args.port} ({error.strerror}); "
+            "is another server running there? Stop it or pick another --port"
+        ) from None
+    try:
+        serve(options, sock)
     except KeyboardInterrupt:
         return 130
     return 0

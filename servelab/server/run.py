@@ -23,7 +23,7 @@ from servelab.server.app import ModelServer, Options
 
 # uvicorn's hook for starting a request's task, where admission is decided on arrival.
 if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # pragma: no cover - guards a uvicorn upgrade
-    raise ImportError("this uvicorn has no HttpToolsProtocol._start_asgi_task; servelab needs uvicorn >= 0.54, < 1")
+    raise ImportError("this uvicorn has no HttpToolsProtocol._start_asgi_task; servelab needs uvicorn >= 0.45, < 1")
 
 
 def _admitting_protocol(server: ModelServer, limit: int) -> type[HttpToolsProtocol]:
