@@ -265,35 +265,17 @@ def _app_table() -> None:
 
 
 def _model_table() -> None:
-    import numpy as np
-
-    from servelab.models import EXAMPLE_ROW, MODEL_NAMES, Model, path
+    from servelab.models import MODEL_NAMES, Model, path
 
     print("Models: onnxruntime CPU time per call, 1 intra-op thread (min of 5 repeats)")
     print(f"  {'model':<8}{'size':>10}{'batch 1':>12}{'x tiny':>8}{'batch 64':>12}{'per row':>10}")
     tiny = None
     for name in MODEL_NAMES:
         model = Model(name)
-        costs = []
-        for batch in (1, 64):
-            x = np.tile(np.asarray([EXAMPLE_ROW], np.float32), (batch, 1))
-            calls = max(5, int(0.3 / _once(model, x)))
-            best = float("inf")
-            for _ in range(5):
-                start = time.process_time()
-                for _ in range(calls):
-                    model.run(x)
-                best = min(best, (time.process_time() - start) / calls)
-            costs.append(best * 1e6)
+        costs = [model.seconds_per_call(batch, budget_s=0.3) * 1e6 for batch in (1, 64)]
         tiny = tiny or costs[0]
         print(f"  {name:<8}{path(name).stat().st_size / 1e6:>8.2f}MB{costs[0]:>10.1f}us{costs[0] / tiny:>7.0f}x"
               f"{costs[1]:>10.1f}us{costs[1] / 64:>8.1f}us")
-
-
-def _once(model, x) -> float:
-    start = time.perf_counter()
-    model.run(x)
-    return max(time.perf_counter() - start, 1e-6)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import hashlib
 import math
 import os
 import pathlib
+import time
 
 import numpy as np
 
@@ -203,6 +204,24 @@ class Model:
         if x.ndim != 2 or x.shape[1] != N_FEATURES:
             raise ValueError(f"x must have shape [N, {N_FEATURES}]; got {list(x.shape)}")
         return self.run(x)
+
+    def seconds_per_call(self, batch: int = 1, budget_s: float = 0.1, repeats: int = 5) -> float:
+        """CPU seconds one call on `batch` rows costs here (best of `repeats` runs of ~budget_s each).
+
+        CPU time, not wall time: what a CPU limit or a cloud bill counts, and less disturbed by
+        other programs on the machine.
+        """
+        x = np.tile(np.asarray([EXAMPLE_ROW], np.float32), (batch, 1))
+        start = time.process_time()
+        self.run(x)  # the first call also warms up
+        calls = max(3, int(budget_s / max(time.process_time() - start, 1e-6)))
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            for _ in range(calls):
+                self.run(x)
+            best = min(best, (time.process_time() - start) / calls)
+        return best
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, threads={self.threads})"
