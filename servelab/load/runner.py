@@ -30,8 +30,9 @@ from servelab.load import generator, schedules
 from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
 from servelab.load.result import Result, environment
 
-# Requests/s one generator process sends with schedule lag p99 under 2 ms against the servelab
-# server on one core (bench/load.py measures it); above this, `workers=None` adds processes.
+# Requests/s per generator process before `workers=None` adds another. aiohttp costs about 0.3 ms
+# of CPU per request on the 2-core machine this was measured on (bench/load.py), so 1500 req/s
+# keeps a process near half a core, where its schedule lag stays small.
 RATE_PER_WORKER = 1500
 DEFAULT_MAX_INFLIGHT = 1000
 _START_MARGIN_S = 0.05  # between "all ready" and the first send, so every shard starts on time
