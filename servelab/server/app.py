@@ -263,6 +263,8 @@ def _cold_app(server: ModelServer) -> FastAPI:
         description="TensorFlow Serving REST and Open Inference Protocol v2 for one ONNX model.",
     )
     name = server.name
+    # Every route is `async def`: it runs on the event loop, never in FastAPI's thread pool, so
+    # /metrics reads the counters from the same thread that writes them.
 
     def known(model: str) -> None:
         if model != name:
@@ -290,13 +292,13 @@ def _cold_app(server: ModelServer) -> FastAPI:
         return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
     @app.get("/v1/models/{model}", summary="TF Serving: model version status")
-    def model_status(model: str) -> dict:
+    async def model_status(model: str) -> dict:
         known(model)
         status = {"error_code": "OK", "error_message": ""}
         return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
 
     @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature")
-    def model_signature(model: str) -> dict:
+    async def model_signature(model: str) -> dict:
         known(model)
 
         def tensor(tensor_name: str, dims: list[int]) -> dict:
@@ -317,21 +319,21 @@ def _cold_app(server: ModelServer) -> FastAPI:
         }
 
     @app.get("/v2", summary="OIP: server metadata")
-    def server_metadata() -> dict:
+    async def server_metadata() -> dict:
         return {"name": "servelab", "version": servelab.__version__, "extensions": []}
 
     @app.get("/v2/health/live", summary="OIP: the process answers")
-    def live() -> dict:
+    async def live() -> dict:
         return {"live": True}
 
     @app.get("/v2/health/ready", summary="OIP: ready for traffic (false while draining after SIGTERM)")
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         if server.draining:
             return JSONResponse({"ready": False, "error": "shutting down after SIGTERM; send to another replica"}, 503)
         return JSONResponse({"ready": True})
 
     @app.get("/v2/models/{model}", summary="OIP: model metadata")
-    def model_metadata(model: str) -> dict:
+    async def model_metadata(model: str) -> dict:
         known(model)
         return {
             "name": name,
@@ -342,14 +344,14 @@ def _cold_app(server: ModelServer) -> FastAPI:
         }
 
     @app.get("/v2/models/{model}/ready", summary="OIP: model ready")
-    def model_ready(model: str) -> JSONResponse:
+    async def model_ready(model: str) -> JSONResponse:
         known(model)
         if server.draining:
             return JSONResponse({"name": name, "ready": False, "error": "shutting down after SIGTERM"}, 503)
         return JSONResponse({"name": name, "ready": True})
 
     @app.get("/metrics", summary="Prometheus metrics")
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
 
     def openapi() -> dict:
