@@ -29,3 +29,18 @@ def test_host_defaults_to_servelab_host(monkeypatch):
     parser = argparse.ArgumentParser()
     serve_cli.add_arguments(parser)
     assert parser.parse_args([]).host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--max-concurrency", "0"], "--max-concurrency must be at least 1"),
+        (["--batch-max-size", "1"], "--batch-max-size must be 0"),
+        (["--grace-period", "0"], "--grace-period must be > 0"),
+        (["--stall-every", "1", "--stall-for", "2"], "shorter than --stall-every"),
+    ],
+)
+def test_nonsense_settings_are_refused_with_the_rule(flags, words):
+    with pytest.raises(SystemExit, match=words):
+        cli.main(["serve", *flags])

@@ -37,8 +37,17 @@ def main(args: argparse.Namespace) -> int:
     from servelab.server.app import Options
     from servelab.server.run import listening_socket, serve
 
-    if (args.stall_every > 0) != (args.stall_for > 0):
-        raise SystemExit("servelab serve: give both --stall-every and --stall-for, or neither")
+    problems = [
+        "--threads must be at least 1" if args.threads < 1 else "",
+        "--max-concurrency must be at least 1" if args.max_concurrency < 1 else "",
+        "--batch-max-size must be 0 (no batching) or at least 2" if args.batch_max_size == 1 or args.batch_max_size < 0 else "",
+        "--batch-max-delay-ms must be >= 0" if args.batch_max_delay_ms < 0 else "",
+        "--grace-period must be > 0" if args.grace_period <= 0 else "",
+        "give both --stall-every and --stall-for, or neither" if (args.stall_every > 0) != (args.stall_for > 0) else "",
+        "--stall-for must be shorter than --stall-every" if 0 < args.stall_every <= args.stall_for else "",
+    ]
+    if any(problems):
+        raise SystemExit("servelab serve: " + "; ".join(p for p in problems if p))
     options = Options(
         model=args.model,
         name=args.name,
