@@ -5,13 +5,20 @@ so its event loop never competes with a Jupyter kernel's GIL. The owner sends th
 endpoints as JSON lines on stdin and waits for "ok" on stdout before it terminates a removed
 pod; when stdin closes (the owner exited or was killed) the proxy exits too.
 
-Two ways to balance, chosen per Service:
+Two ways to balance, chosen per cluster (`service_mode`):
 - "per-request" (default): HTTP-aware; every request goes to the next Ready pod in round-robin
   order, over kept-alive connections to the pods. Like an L7 proxy (Envoy, an ingress).
 - "per-connection": plain TCP; each client connection is pinned to one pod for its whole life.
   Like kube-proxy: a client that keeps one connection open talks to one pod only.
-A connection a pod refuses (it just died) is retried on the next pod before anything was sent;
-a request already sent to a pod that dies fails with 502, as it would on a real cluster.
+Failures: a connection a pod refuses (it just died) is tried on the next pod, nothing having
+been sent. A request on a kept-alive pod connection that closes before any byte of answer is
+sent once more on a fresh connection (as HTTP clients do for reused connections: the pod may
+have closed it while idle); so a killed pod's in-flight requests may be retried elsewhere,
+which kube-proxy would not do. A request on a fresh connection that dies unanswered fails
+with 502; with no Ready pod the answer is 503.
+
+Both modes are written as plain asyncio protocol callbacks (no tasks or stream buffers on the
+request path), which halves the proxy's CPU per request compared with asyncio streams.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import sys
 
 MODES = ("per-request", "per-connection")
-_BODYLESS = (b"HEAD",)
+MAX_HEAD = 64 * 1024
+CLOSE_DELIMITED = -1  # a response without length: it ends when the pod closes the connection
 
 
 class Backends:
@@ -31,14 +40,14 @@ class Backends:
 
     def __init__(self) -> None:
         self.endpoints: list[tuple[str, int]] = []
-        self.idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self.idle: dict[tuple[str, int], list[PodConnection]] = {}
         self._cursor = itertools.count()
 
     def update(self, endpoints: list[tuple[str, int]]) -> None:
         self.endpoints = endpoints
         for gone in set(self.idle) - set(endpoints):
-            for _, writer in self.idle.pop(gone):
-                writer.close()
+            for connection in self.idle.pop(gone):
+                connection.transport.close()
 
     def order(self) -> list[tuple[str, int]]:
         """All endpoints, starting at the next one in round-robin order (the rest are fallbacks)."""
@@ -48,26 +57,26 @@ class Backends:
         start = next(self._cursor) % len(eps)
         return eps[start:] + eps[:start]
 
-    async def connect(self, endpoint: tuple[str, int], reuse: bool = True):
-        """A kept-alive connection to `endpoint` if one is idle, else a new one; and whether reused."""
+    def take_idle(self, endpoint: tuple[str, int]) -> PodConnection | None:
         pool = self.idle.get(endpoint)
-        while reuse and pool:
-            reader, writer = pool.pop()
-            if not reader.at_eof() and not writer.is_closing():
-                return reader, writer, True
-            writer.close()
-        reader, writer = await asyncio.open_connection(*endpoint)
-        return reader, writer, False
+        while pool:
+            connection = pool.pop()
+            if not connection.closed:
+                return connection
+        return None
 
-    def release(self, endpoint: tuple[str, int], reader, writer) -> None:
-        if endpoint in self.endpoints and not reader.at_eof():
-            self.idle.setdefault(endpoint, []).append((reader, writer))
+    def release(self, connection: PodConnection) -> None:
+        if connection.endpoint in self.endpoints and not connection.closed:
+            self.idle.setdefault(connection.endpoint, []).append(connection)
         else:
-            writer.close()
+            connection.transport.close()
+
+
+# -- HTTP/1.1 message framing (just enough to know where a message ends) ----------------------
 
 
 def _headers(head: bytes) -> dict[bytes, bytes]:
-    """Lower-cased header names -> values (the few we need; repeated headers: last one wins)."""
+    """Lower-cased header names -> values (repeated headers: the last one wins)."""
     found = {}
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -75,25 +84,35 @@ def _headers(head: bytes) -> dict[bytes, bytes]:
     return found
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -> bytes | None:
-    """The message body as framed by Content-Length or chunked encoding; None = until close."""
+def _chunked_end(buf: bytearray, pos: int) -> int | None:
+    """Where a chunked body starting at `pos` ends (after its trailers), or None if incomplete."""
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(bytes(buf[pos:line_end]).split(b";")[0], 16)
+        pos = line_end + 2
+        if size == 0:
+            while True:  # trailers, then an empty line
+                line_end = buf.find(b"\r\n", pos)
+                if line_end < 0:
+                    return None
+                if line_end == pos:
+                    return pos + 2
+                pos = line_end + 2
+        pos += size + 2
+        if pos > len(buf):
+            return None
+
+
+def _message_end(buf: bytearray, head_end: int, headers: dict, is_response: bool) -> int | None:
     if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        parts = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            parts.append(size_line)
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                while True:  # trailers, then the empty line
-                    line = await reader.readuntil(b"\r\n")
-                    parts.append(line)
-                    if line == b"\r\n":
-                        return b"".join(parts)
-            parts.append(await reader.readexactly(size + 2))
+        return _chunked_end(buf, head_end)
     length = headers.get(b"content-length")
     if length is not None:
-        return await reader.readexactly(int(length))
-    return None
+        end = head_end + int(length)
+        return end if len(buf) >= end else None
+    return CLOSE_DELIMITED if is_response else head_end
 
 
 def _error(status: str, message: str) -> bytes:
@@ -104,88 +123,153 @@ def _error(status: str, message: str) -> bytes:
     ).encode() + body
 
 
+# -- per-request ------------------------------------------------------------------------------
+
+
+class ClientConnection(asyncio.Protocol):
+    """A client's connection: cut its byte stream into requests, one in flight at a time."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy, self.buf, self.busy, self.transport = proxy, bytearray(), False, None
+        self.keep_alive = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self._next_request()
+
+    def _next_request(self) -> None:
+        buf = self.buf
+        head_end = buf.find(b"\r\n\r\n") + 4
+        if head_end < 4:
+            if len(buf) > MAX_HEAD:
+                self.respond(_error("431 Request Header Fields Too Large", "request head over 64 KiB"), False)
+            return
+        headers = _headers(bytes(buf[:head_end]))
+        if headers.get(b"expect", b"").lower() == b"100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # we take the body ourselves
+            head = b"\r\n".join(l for l in bytes(buf[:head_end]).split(b"\r\n") if not l.lower().startswith(b"expect:"))
+            buf[:head_end] = head
+            head_end = len(head)
+        try:
+            end = _message_end(buf, head_end, headers, is_response=False)
+        except ValueError:
+            self.respond(_error("400 Bad Request", "cannot read the request's length"), False)
+            return
+        if end is None:
+            return
+        request = bytes(buf[:end])
+        del buf[:end]
+        self.busy = True
+        self.keep_alive = headers.get(b"connection", b"").lower() != b"close"
+        self.proxy.dispatch(request, request.split(b" ", 1)[0], self)
+
+    def respond(self, response: bytes, pod_keeps_alive: bool) -> None:
+        self.busy = False
+        if self.transport.is_closing():
+            return
+        self.transport.write(response)
+        if not (self.keep_alive and pod_keeps_alive):
+            self.transport.close()
+        elif self.buf:
+            self._next_request()
+
+    def connection_lost(self, exc) -> None:
+        self.buf.clear()
+
+
+class PodConnection(asyncio.Protocol):
+    """A kept-alive connection to one pod: send one request, collect exactly one response."""
+
+    def __init__(self, proxy: Proxy, endpoint: tuple[str, int]) -> None:
+        self.proxy, self.endpoint = proxy, endpoint
+        self.transport, self.buf, self.closed = None, bytearray(), False
+        self.client: ClientConnection | None = None
+        self.request, self.method, self.reused = b"", b"", False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def send(self, request: bytes, method: bytes, client: ClientConnection, reused: bool) -> None:
+        self.request, self.method, self.client, self.reused = request, method, client, reused
+        self.buf.clear()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.client is None:
+            return
+        head_end = self.buf.find(b"\r\n\r\n") + 4
+        if head_end < 4:
+            return
+        head = bytes(self.buf[:head_end])
+        status = int(head.split(b" ", 2)[1])
+        if 100 <= status < 200:  # an interim answer (100 Continue): pass it on, wait for the real one
+            self.client.transport.write(head)
+            del self.buf[:head_end]
+            return
+        headers = _headers(head)
+        bodyless = self.method == b"HEAD" or status in (204, 304)
+        end = head_end if bodyless else _message_end(self.buf, head_end, headers, is_response=True)
+        if end is None or end == CLOSE_DELIMITED:
+            return  # more to come (or all of it, at close)
+        client, self.client = self.client, None
+        keep = headers.get(b"connection", b"").lower() != b"close"
+        response = bytes(self.buf[:end])
+        self.buf.clear()
+        if keep:
+            self.proxy.backends.release(self)
+        else:
+            self.transport.close()
+        client.respond(response, True)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        client, self.client = self.client, None
+        if client is None:
+            return
+        if self.buf:  # a close-delimited response is complete now; anything else was cut short
+            client.respond(bytes(self.buf), False)
+        elif self.reused:  # the pod had closed this idle connection: nothing was served, retry fresh
+            self.proxy.dispatch(self.request, self.method, client, fresh=True)
+        else:
+            client.respond(_error("502 Bad Gateway", f"pod {self.endpoint[0]}:{self.endpoint[1]} closed the "
+                                  "connection before answering"), True)
+
+
 class Proxy:
-    def __init__(self, name: str, mode: str) -> None:
-        self.name, self.mode = name, mode
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.backends = Backends()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            if self.mode == "per-connection":
-                await self._tcp(reader, writer)
-            else:
-                while await self._one_request(reader, writer):
-                    pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
-        finally:
-            writer.close()
-
-    async def _tcp(self, reader, writer) -> None:
-        for endpoint in self.backends.order():
-            try:
-                up_reader, up_writer = await asyncio.open_connection(*endpoint)
-            except OSError:
-                continue
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    def dispatch(self, request: bytes, method: bytes, client: ClientConnection, fresh: bool = False) -> None:
+        """Send `request` to the next pod: over an idle connection at once, else after connecting."""
+        order = self.backends.order()
+        if not order:
+            client.respond(_error("503 Service Unavailable", f"no Ready pod behind service {self.name}"), True)
             return
-
-    async def _one_request(self, reader, writer) -> bool:
-        """Forward one request and its response; False when the client connection is done."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False
-        headers = _headers(head)
-        if headers.get(b"expect", b"").lower() == b"100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            head = b"\r\n".join(l for l in head.split(b"\r\n") if not l.lower().startswith(b"expect:"))
-        body = await _read_body(reader, headers) or b""
-        request = head + body
-        method = head.split(b" ", 1)[0]
-        response, keep = await self._exchange(request, method)
-        writer.write(response)
-        await writer.drain()
-        return keep and headers.get(b"connection", b"").lower() != b"close"
-
-    async def _exchange(self, request: bytes, method: bytes) -> tuple[bytes, bool]:
-        """Send `request` to the next pod; retry elsewhere only if no pod saw it (refused/stale)."""
-        for endpoint in self.backends.order():
-            for reuse in (True, False):
-                try:
-                    up_reader, up_writer, reused = await self.backends.connect(endpoint, reuse)
-                except OSError:
-                    break  # refused: this pod is gone or not listening; try the next one
-                try:
-                    up_writer.write(request)
-                    head = await up_reader.readuntil(b"\r\n\r\n")
-                except (ConnectionError, asyncio.IncompleteReadError) as error:
-                    up_writer.close()
-                    if reused and not getattr(error, "partial", b""):
-                        continue  # a stale kept-alive connection: the pod closed it, try a fresh one
-                    return _error("502 Bad Gateway", f"pod {endpoint[0]}:{endpoint[1]} failed: {error!r}"), True
-                return await self._finish(endpoint, head, method, up_reader, up_writer)
-        return _error("503 Service Unavailable", f"no Ready pod behind service {self.name}"), True
-
-    async def _finish(self, endpoint, head: bytes, method: bytes, up_reader, up_writer) -> tuple[bytes, bool]:
-        headers = _headers(head)
-        status = int(head.split(b" ", 2)[1])
-        if method in _BODYLESS or status in (204, 304) or 100 <= status < 200:
-            body: bytes | None = b""
+        idle = None if fresh else self.backends.take_idle(order[0])
+        if idle is not None:
+            idle.send(request, method, client, reused=True)
         else:
-            body = await _read_body(up_reader, headers)
-        if body is None:  # delimited by close: read it all, and close the client side too
-            body = await up_reader.read()
-            up_writer.close()
-            return head + body, False
-        if headers.get(b"connection", b"").lower() == b"close":
-            up_writer.close()
-        else:
-            self.backends.release(endpoint, up_reader, up_writer)
-        return head + body, True
+            asyncio.get_running_loop().create_task(self._connect_and_send(order, request, method, client))
+
+    async def _connect_and_send(self, order, request: bytes, method: bytes, client: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        for endpoint in order:
+            try:
+                _, connection = await loop.create_connection(lambda: PodConnection(self, endpoint), *endpoint)
+            except OSError:
+                continue  # refused: this pod is gone or not listening yet; try the next one
+            connection.send(request, method, client, reused=False)
+            return
+        client.respond(_error("503 Service Unavailable", f"no pod behind service {self.name} accepted a connection"), True)
 
     async def control(self) -> None:
-        """Read endpoint lists from stdin, answer "ok N"; exit when stdin closes (owner gone)."""
+        """Read endpoint lists from stdin, answer "ok N"; return when stdin closes (owner gone)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -195,24 +279,75 @@ class Proxy:
             print(f"ok {message['seq']}", flush=True)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
+# -- per-connection ---------------------------------------------------------------------------
+
+
+class Splice(asyncio.Protocol):
+    """One side of a per-connection (TCP) forward: bytes in on this side go out on the peer's."""
+
+    def __init__(self, peer: Splice | None = None) -> None:
+        self.peer, self.transport, self.pending = peer, None, []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.peer is not None:  # the pod side is up: send what the client already sent
+            self.peer.peer = self
+            for data in self.peer.pending:
+                transport.write(data)
+            self.peer.pending = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def connection_lost(self, exc) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+    def pause_writing(self) -> None:  # the receiving side is slow: stop reading the sending side
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+class ClientSplice(Splice):
+    """The client side of a per-connection forward: picks a pod (round-robin) when it connects."""
+
+    def __init__(self, backends: Backends) -> None:
+        super().__init__()
+        self.backends = backends
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        for endpoint in self.backends.order():
+            try:
+                await loop.create_connection(lambda: Splice(self), *endpoint)
+                return
+            except OSError:
+                continue  # refused: that pod just went away; try the next one
+        self.transport.close()
 
 
 async def serve(name: str, host: str, port: int, mode: str) -> None:
-    proxy = Proxy(name, mode)
-    server = await asyncio.start_server(proxy.handle, host, port, backlog=1024, reuse_address=True)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"listening {bound}", flush=True)
-    async with server:
-        await proxy.control()
+    proxy = Proxy(name)
+    if mode == "per-connection":
+        factory = lambda: ClientSplice(proxy.backends)  # noqa: E731
+    else:
+        factory = lambda: ClientConnection(proxy)  # noqa: E731
+    server = await asyncio.get_running_loop().create_server(factory, host, port, backlog=1024, reuse_address=True)
+    print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+    await proxy.control()
+    # The owner closed the pipe: stop now, without waiting for (or logging) open connections.
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:

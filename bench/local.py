@@ -1,0 +1,97 @@
+"""What the embedded cluster costs: the Service hop, and how fast pods become Ready.
+
+- Service hop: `hey` sends the same moderate open-rate load (RATE requests/s over CONNECTIONS
+  kept-alive connections) straight to one pod and through the Service, alternating, ROUNDS
+  times, in one run; the median per-request p50 of each (from hey's CSV, not its 0.1 ms
+  summary) and their ratio (target <= 1.25x) are printed, for both Service modes.
+- Ready: seconds from `apply` of the 1-replica deployment to 1/1 Ready (target 5 s), and from
+  `kill -9` of a pod to its restarted container being Ready (target 5 s).
+
+    .venv/bin/python -m bench local     (part of `make bench`)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from servelab.backends.local import LocalCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
+SERVICE = ROOT / "cluster" / "model-serving-service.yaml"
+NAME = "model-serving-deployment"
+BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
+RATE, CONNECTIONS, SECONDS, ROUNDS = 100, 2, 5, 3
+
+
+def hey_p50_ms(url: str, body_file: str) -> float:
+    """Median latency (ms) of `hey` at RATE requests/s over CONNECTIONS connections for SECONDS."""
+    out = subprocess.run(
+        ["hey", "-z", f"{SECONDS}s", "-c", str(CONNECTIONS), "-q", str(RATE // CONNECTIONS), "-m", "POST",
+         "-D", body_file, "-o", "csv", url + "/v1/models/my-model:predict"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = [line.split(",") for line in out.splitlines()[1:] if line]
+    latencies = [float(r[0]) for r in rows if r[6] == "200"]
+    if len(latencies) < len(rows) or not latencies:
+        raise RuntimeError(f"hey saw {len(rows) - len(latencies)} failed requests of {len(rows)} at {url}")
+    return statistics.median(latencies) * 1000
+
+
+def service_hop(mode: str, body_file: str) -> tuple[float, float]:
+    """(direct p50 ms, service p50 ms), each the median over ROUNDS alternating runs."""
+    with LocalCluster(service_port=0, service_mode=mode) as cluster:
+        cluster.apply([SERVICE, DEPLOYMENT])
+        cluster.wait_ready(NAME, timeout=60)
+        pod_url, service_url = cluster.pods()[0].url, cluster.service_url()
+        hey_p50_ms(service_url, body_file)  # warm-up: connections, model, proxy
+        direct, service = [], []
+        for _ in range(ROUNDS):
+            direct.append(hey_p50_ms(pod_url, body_file))
+            service.append(hey_p50_ms(service_url, body_file))
+    return statistics.median(direct), statistics.median(service)
+
+
+def time_to_ready() -> tuple[float, float]:
+    """(apply -> 1/1 Ready, kill -9 -> restarted and Ready), in seconds."""
+    with LocalCluster(service_port=0) as cluster:
+        started = time.monotonic()
+        cluster.apply(DEPLOYMENT)
+        cluster.wait_ready(NAME, timeout=60)
+        to_ready = time.monotonic() - started
+        (pod,) = cluster.pods()
+        started = time.monotonic()
+        os.kill(pod.pid, signal.SIGKILL)
+        while not any(p.restarts == 1 and p.ready for p in cluster.pods()):
+            time.sleep(0.02)
+        return to_ready, time.monotonic() - started
+
+
+def main() -> None:
+    if shutil.which("hey") is None:
+        print("bench/local.py: hey is not installed (apt-get install hey); skipped")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(BODY)
+    try:
+        print(f"Service hop: p50 at {RATE} req/s over {CONNECTIONS} kept-alive connections, tiny model, "
+              f"1 pod (0.5 CPU limit), median of {ROUNDS} alternating {SECONDS} s runs (hey)")
+        print(f"{'service mode':<16}{'direct p50':>12}{'service p50':>13}{'ratio':>8}  target <= 1.25x")
+        for mode in ("per-request", "per-connection"):
+            direct, service = service_hop(mode, f.name)
+            print(f"{mode:<16}{direct:>10.2f}ms{service:>11.2f}ms{service / direct:>7.2f}x")
+    finally:
+        os.unlink(f.name)
+    to_ready, restart = time_to_ready()
+    print(f"apply -> 1/1 Ready: {to_ready:.1f} s (target 5 s); kill -9 -> restarted pod Ready: {restart:.1f} s (target 5 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The Service proxy forwards HTTP/1.1 faithfully and fails over only where nothing was sent.
+
+The pods here are raw asyncio servers answering in each framing a server may use (length,
+chunked, close-delimited, HEAD, 100 Continue), so the proxy's message boundaries are checked
+exactly; the proxy is the real process, started as LocalCluster starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from servelab.backends.local.proxy import _chunked_end
+from servelab.backends.local.service import PortInUseError, ServiceProxy
+
+RESPONSES = {
+    b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+    b"/chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\nT: 1\r\n\r\n",
+    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+}
+
+
+async def pod(name: str):
+    """A pod answering by path; '/close' answers without a length and closes; '/die' just closes."""
+
+    async def handle(reader, writer):
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")), 0)
+            body = await reader.readexactly(length)
+            method, path = head.split(b" ")[:2]
+            if path == b"/die":
+                break
+            if path == b"/close":
+                writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close-" + name.encode())
+                break
+            if path == b"/echo":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-pod: %s\r\n\r\n%s" % (len(body), name.encode(), body))
+            else:
+                response = RESPONSES[path]
+                writer.write(response.split(b"\r\n\r\n")[0] + b"\r\n\r\n" if method == b"HEAD" else response)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, ("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+async def exchange(port: int, raw: bytes, read_until_close: bool = False) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    data = await (reader.read() if read_until_close else reader.read(65536))
+    writer.close()
+    return data
+
+
+@pytest.fixture
+def run():
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+def test_framings_pass_through_unchanged(run):
+    async def main():
+        server, endpoint = await pod("a")
+        proxy = ServiceProxy("svc", 0, "per-request")
+        await proxy.start()
+        try:
+            await proxy.set_endpoints([endpoint])
+            results = {}
+            for path, expected in RESPONSES.items():
+                results[path] = (await exchange(proxy.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path), expected)
+            head = await exchange(proxy.port, b"HEAD /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", True)
+            closed = await exchange(proxy.port, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n", True)
+            body = b'{"instances": [1.0, 2.0, 5.0]}'
+            continued = await exchange(proxy.port, b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body), True)
+            return results, head, closed, continued, body
+        finally:
+            await proxy.stop()
+            server.close()
+
+    results, head, closed, continued, body = run(main())
+    for got, expected in results.values():
+        assert got == expected
+    assert head == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+    assert closed.endswith(b"\r\n\r\nuntil-close-a")
+    assert continued.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK") and continued.endswith(body)
+
+
+def test_round_robin_failover_and_no_pods(run):
+    async def main():
+        (server_a, a), (server_b, b) = await pod("a"), await pod("b")
+        proxy = ServiceProxy("svc", 0, "per-request")
+        await proxy.start()
+        try:
+            await proxy.set_endpoints([a, b])
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            seen = []
+            for _ in range(4):  # one kept-alive client connection, spread over both pods
+                writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+                seen.append((await reader.readuntil(b"\r\n\r\nhi")).split(b"x-pod: ")[1][:1])
+            writer.close()
+            await proxy.set_endpoints([a])  # the proxy drops its kept-alive connections to b
+            server_b.close()
+            await server_b.wait_closed()
+            # A listed endpoint that refuses connections (a pod that just died) is skipped.
+            await proxy.set_endpoints([a, b])
+            after = [await exchange(proxy.port, b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nok") for _ in range(4)]
+            died = await exchange(proxy.port, b"GET /die HTTP/1.1\r\nHost: x\r\n\r\n")
+            await proxy.set_endpoints([])
+            none = await exchange(proxy.port, b"GET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+            return seen, after, died, none
+        finally:
+            await proxy.stop()
+            server_a.close()
+
+    seen, after, died, none = run(main())
+    assert seen == [b"a", b"b", b"a", b"b"] or seen == [b"b", b"a", b"b", b"a"]
+    assert all(r.startswith(b"HTTP/1.1 200") and b"x-pod: a" in r for r in after)
+    assert died.startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert none.startswith(b"HTTP/1.1 503 Service Unavailable") and b"no Ready pod behind service svc" in none
+
+
+def test_port_in_use_is_reported_with_the_port(run):
+    async def main():
+        holder = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = holder.sockets[0].getsockname()[1]
+        try:
+            await ServiceProxy("svc", port, "per-request").start()
+        finally:
+            holder.close()
+
+    with pytest.raises(PortInUseError, match="port \\d+ is already in use by pid"):
+        run(main())
+
+
+def test_chunked_end():
+    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n\r\n"), 0) == 13
+    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n"), 0) is None
+    assert _chunked_end(bytearray(b"3\r\nab"), 0) is None
