@@ -66,3 +66,29 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_server_started_without_pdeathsig_still_stops_when_its_parent_dies():
+    """The portable backstop (macOS has no PR_SET_PDEATHSIG): SERVELAB_PARENT_PID."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import os, subprocess, sys, time
+            env = {**os.environ, "SERVELAB_PARENT_PID": str(os.getpid())}
+            child = subprocess.Popen([sys.executable, "-m", "servelab.server", "--port", "0"], env=env,
+                                     start_new_session=True)
+            print(child.pid, flush=True)
+            time.sleep(600)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        child = int(parent.stdout.readline())
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child):
+        if time.monotonic() > deadline:
+            os.kill(child, 9)
+            raise AssertionError(f"server {child} outlived its parent")
+        time.sleep(0.1)

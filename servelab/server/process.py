@@ -1,9 +1,10 @@
 """`ServerProcess`: a model server in a child process, for tests, labs and the local backend.
 
 The parent binds the listening socket (port 0 picks a free port, with no race) and hands it to
-the child, which serves on it (`--fd`). The child runs in its own process group and, on Linux,
-is killed by the kernel if the parent dies (PR_SET_PDEATHSIG), so no server outlives the
-notebook or test that started it. Uses only the standard library: importing it is cheap.
+the child, which serves on it (`--fd`). The child runs in its own process group; if the parent
+dies, the kernel kills it (PR_SET_PDEATHSIG, Linux) or it notices within a second and shuts
+itself down (SERVELAB_PARENT_PID, any OS), so no server outlives the notebook or test that
+started it. Uses only the standard library: importing it is cheap.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {})},
+                env={**os.environ, **(self.env or {}), "SERVELAB_PARENT_PID": str(parent)},
                 start_new_session=True,  # its own process group: signals to ours never reach it
                 preexec_fn=lambda: _die_with_parent(parent),
             )
