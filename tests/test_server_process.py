@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import time
 
+import psutil
 import pytest
 from server_fixtures import call
 
@@ -32,63 +32,48 @@ def test_a_server_that_cannot_start_says_why():
         ServerProcess(stall_every=1.0).start()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
-def test_server_dies_with_its_parent():
-    parent = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
-            import sys, time
-            from servelab.server import ServerProcess
-            server = ServerProcess().start()
-            print(server.pid, flush=True)
-            time.sleep(600)
-        """)],
-        stdout=subprocess.PIPE, text=True,
-    )
+def _kill_parent_and_wait_for(script: str, timeout: float) -> None:
+    """Run `script` (which starts a server and prints its pid) in a parent we SIGKILL, then
+    wait until that server is gone; kill it and fail if it outlives the timeout."""
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True)
     try:
-        child = int(parent.stdout.readline())
+        child = psutil.Process(int(parent.stdout.readline()))
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
-    while _alive(child):
-        assert time.monotonic() < deadline, f"server {child} outlived its parent"
+    deadline = time.monotonic() + timeout
+    while _running(child):
+        if time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError(f"server {child.pid} outlived its parent by {timeout} s")
         time.sleep(0.05)
 
 
-def _alive(pid: int) -> bool:
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie (dead, waiting for init to reap it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    # A zombie (dead, not yet reaped by init) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_server_dies_with_its_parent():
+    _kill_parent_and_wait_for("""
+        import time
+        from servelab.server import ServerProcess
+        print(ServerProcess().start().pid, flush=True)
+        time.sleep(600)
+    """, timeout=10)
 
 
 def test_server_started_without_pdeathsig_still_stops_when_its_parent_dies():
     """The portable backstop (macOS has no PR_SET_PDEATHSIG): SERVELAB_PARENT_PID."""
-    parent = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
-            import os, subprocess, sys, time
-            env = {**os.environ, "SERVELAB_PARENT_PID": str(os.getpid())}
-            child = subprocess.Popen([sys.executable, "-m", "servelab.server", "--port", "0"], env=env,
-                                     start_new_session=True)
-            print(child.pid, flush=True)
-            time.sleep(600)
-        """)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        child = int(parent.stdout.readline())
-    finally:
-        parent.kill()
-        parent.wait()
-    deadline = time.monotonic() + 30
-    while _alive(child):
-        if time.monotonic() > deadline:
-            os.kill(child, 9)
-            raise AssertionError(f"server {child} outlived its parent")
-        time.sleep(0.1)
+    _kill_parent_and_wait_for("""
+        import os, subprocess, sys, time
+        env = {**os.environ, "SERVELAB_PARENT_PID": str(os.getpid())}
+        child = subprocess.Popen([sys.executable, "-m", "servelab.server", "--port", "0"], env=env,
+                                 start_new_session=True)
+        print(child.pid, flush=True)
+        time.sleep(600)
+    """, timeout=30)
