@@ -22,6 +22,7 @@ def test_failures_are_counted_by_status_and_kept_out_of_the_percentiles():
     s = synthetic_result(latencies, status=status).summary()
     assert (s["ok"], s["errors"], s["requests"]) == (90, 10, 100)
     assert s["errors_by_status"] == {0: 4, 500: 6}
+    assert s["error_examples"] == {0: "timeout", 500: "boom"}
     assert s["max"] == pytest.approx(1.0, rel=0.001)
     assert s["achieved_rate"] == pytest.approx(90 / 1.0)
     assert s["offered_rate"] == pytest.approx(100 / 1.0)
@@ -73,7 +74,7 @@ def test_format_summary_is_a_readable_table():
     text = format_summary(synthetic_result([1.0] * 9 + [9.0], status=[200] * 9 + [500]).summary(), "title line")
     lines = text.splitlines()
     assert lines[0] == "title line"
-    for header in ("p50", "p99.9", "achieved/s", "lag p99 ms", "errors by status: 500: 1"):
+    for header in ("p50", "p99.9", "achieved/s", "lag p99 ms", "failed with status 500: 1 (e.g. boom)"):
         assert header in text
 
 

@@ -167,6 +167,8 @@ def _summarize(result: Result) -> dict:
 
     failed = frame.loc[~ok]
     by_status = {int(k): int(v) for k, v in failed["status"].value_counts().sort_index().items()}
+    examples = {int(k): str(group.mode().iloc[0])[:160] for k, group in failed.groupby("status")["error"]
+                if group.notna().any()}
     not_sent = int(failed["error"].str.startswith(_NOT_SENT, na=False).sum())
     duration = meta.get("duration_s") or result.duration_s
     cpu = float(meta.get("client_cpu", 0.0))
@@ -179,6 +181,7 @@ def _summarize(result: Result) -> dict:
         "ok": result.ok_count,
         "errors": len(failed),
         "errors_by_status": by_status,
+        "error_examples": examples,
         **lag_stats,
         "client_cpu": cpu,
         "generator_limited": limited,
@@ -191,7 +194,7 @@ def _checks(lag_p99: float, cpu: float, not_sent: int, errors: int, total: int, 
     warnings = []
     if lag_p99 > LAG_WARN_MS:
         warnings.append(f"generator fell behind its schedule: send lag p99 {lag_p99:.1f} ms > {LAG_WARN_MS:g} ms; "
-                        "latencies include this lag (use fewer other programs, or more workers=)")
+                        "latencies include this lag (close other busy programs, or use more generator processes)")
     if cpu > CPU_WARN:
         warnings.append(f"generator process used {cpu:.0%} of a CPU core: the client may be the bottleneck "
                         f"(workers={meta.get('workers', 1)}; try workers={meta.get('workers', 1) + 1} if cores are free)")
@@ -206,21 +209,26 @@ def _checks(lag_p99: float, cpu: float, not_sent: int, errors: int, total: int, 
 
 
 def format_summary(summary: dict, title: str = "") -> str:
-    """A readable plain-text table of a summary, for the terminal."""
-    lat = "  ".join(f"{k:>7}" for k in ["p50", "p90", "p95", "p99", "p99.9", "max"])
-    vals = "  ".join(f"{summary[k]:7.2f}" for k in ["p50", "p90", "p95", "p99", "p999", "max"])
+    """A readable plain-text table of a summary, for the terminal ('-' where a figure does not apply)."""
+    closed = np.isnan(summary["offered_rate"])
+
+    def cell(value, width: int, digits: int = 2) -> str:
+        return f"{'-':>{width}}" if value is None or np.isnan(value) else f"{value:>{width}.{digits}f}"
+
+    names = ["p50", "p90", "p95", "p99", "p999", "max"]
+    lag = [None] * 3 if closed else [summary["lag_p50"], summary["lag_p99"], summary["lag_max"]]
     rows = [
         title,
-        f"latency (ms)  {lat}",
-        f"              {vals}",
+        "latency (ms)  " + "  ".join(f"{k.replace('p999', 'p99.9'):>7}" for k in names),
+        "              " + "  ".join(cell(summary[k], 7) for k in names),
         "",
         f"{'requests':>10} {'ok':>8} {'errors':>8} {'offered/s':>10} {'achieved/s':>11} "
         f"{'lag p50 ms':>11} {'lag p99 ms':>11} {'lag max ms':>11}",
-        f"{summary['requests']:>10} {summary['ok']:>8} {summary['errors']:>8} {summary['offered_rate']:>10.1f} "
-        f"{summary['achieved_rate']:>11.1f} {summary['lag_p50']:>11.2f} {summary['lag_p99']:>11.2f} "
-        f"{summary['lag_max']:>11.2f}",
+        f"{summary['requests']:>10} {summary['ok']:>8} {summary['errors']:>8} {cell(summary['offered_rate'], 10, 1)} "
+        f"{cell(summary['achieved_rate'], 11, 1)} " + " ".join(cell(v, 11) for v in lag),
     ]
-    if summary["errors_by_status"]:
-        rows.append("errors by status: " + ", ".join(f"{k}: {v}" for k, v in summary["errors_by_status"].items()))
+    for status, count in summary["errors_by_status"].items():
+        example = summary.get("error_examples", {}).get(status)
+        rows.append(f"failed with status {status}: {count}" + (f" (e.g. {example})" if example else ""))
     rows += [f"warning: {w}" for w in summary["warnings"]]
-    return "\n".join(r for r in rows if r is not None).strip("\n")
+    return "\n".join(rows).strip("\n")
