@@ -34,7 +34,9 @@ def test_the_repo_deployment_becomes_a_servelab_process_on_its_own_port():
     spec = ContainerSpec.from_template(doc["spec"]["template"])
     argv = spec.argv(40123)
     assert argv[:3] == [sys.executable, "-m", "servelab.cli"]
-    assert argv[3:] == ["serve", "--model", "tiny", "--name", "my-model", "--port", "40123", "--threads", "1"]
+    args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--port") + 1] == "8501"
+    assert argv[3:] == [("40123" if a == "8501" else a) for a in args]
     assert spec.environment("pod-a") == {"POD_NAME": "pod-a"}
     assert (spec.cpu_request, spec.cpu_limit, spec.memory_limit) == (0.5, 0.5, 512 * 2**20)
     assert spec.readiness.path == "/v2/health/ready" and spec.readiness.period_s == 1
