@@ -148,5 +148,5 @@ def test_metrics_count_requests_by_endpoint_and_status(server):
     assert metric(server.url, "servelab_request_duration_seconds_count", 'endpoint="predict",status="400"') >= 1
     assert metric(server.url, "servelab_batch_size_bucket", 'le="4.0"') >= 1
     assert metric(server.url, "servelab_inference_duration_seconds_count") >= 1
-    assert metric(server.url, "servelab_requests_in_flight") >= 1  # the scrape itself
+    assert metric(server.url, "servelab_requests_in_flight") == 0  # nothing is being predicted now
     assert metric(server.url, "process_cpu_seconds_total") > 0

@@ -59,3 +59,17 @@ def test_sigterm_marks_the_app_draining_before_uvicorn_starts_to_close(app):
 def test_versioned_paths_serve_the_same_model(app):
     assert asgi(app, "POST", "/v1/models/my-model/versions/1:predict", b'{"instances": [1, 2, 5]}')[1] == {"predictions": [0.75]}
     assert asgi(app, "POST", "/v1/models/my-model/versions/2:predict", b'{"instances": [1, 2, 5]}')[0] == 404
+
+
+def test_admission_counts_predictions_until_they_answer():
+    app = ModelServer(Options(max_concurrency=1))
+    calls = []
+
+    async def downstream(scope, receive, send):
+        calls.append(app.in_flight)
+
+    first = app.admit(downstream)
+    assert app.in_flight == 1 and app.admit(downstream) == app.reject  # the second is over the limit
+    asyncio.run(first({}, None, None))
+    assert calls == [1] and app.in_flight == 0
+    assert app.admit(downstream) != app.reject

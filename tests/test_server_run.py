@@ -14,9 +14,9 @@ ROW = '{"instances": [1.0, 2.0, 5.0]}'
 
 
 def _wait_in_flight(server: ServerProcess, at_least: int, timeout: float = 30) -> None:
-    """Until /metrics shows `at_least` requests in flight (the scrape counts itself)."""
+    """Until /metrics shows `at_least` predictions in flight."""
     deadline = time.monotonic() + timeout
-    while metric(server.url, "servelab_requests_in_flight") < at_least + 1:
+    while metric(server.url, "servelab_requests_in_flight") < at_least:
         assert time.monotonic() < deadline, "requests never got in flight"
 
 

@@ -60,11 +60,12 @@ class Options:
 class ModelServer:
     """The ASGI app. `draining` turns readiness false (set on SIGTERM by the runner)."""
 
-    def __init__(self, options: Options, in_flight: Callable[[], int] = lambda: 0):
+    def __init__(self, options: Options):
         self.options = options
         self.name = options.name
         self.model = Model(options.model, threads=options.threads)
-        self.metrics = Metrics(in_flight)
+        self.in_flight = 0  # predictions admitted and not yet answered (counted by `admit`)
+        self.metrics = Metrics(lambda: self.in_flight)
         self.draining = False
         self._model_run = self.model.run
         self.batcher = (
@@ -167,6 +168,24 @@ class ModelServer:
 
     def unknown_model(self, name: str) -> InputError:
         return InputError(404, f"model {name!r} not found; this server serves {self.name!r}")
+
+    def admit(self, app: Callable) -> Callable:
+        """On a prediction's arrival: `app`, counted in flight until it answers, or the fast 503.
+
+        Called by the runner when the request arrives, before it waits for the event loop, so
+        the limit bounds the queue itself. Health checks and metadata never come through here.
+        """
+        if self.in_flight >= self.options.max_concurrency:
+            return self.reject
+        self.in_flight += 1
+
+        async def admitted(scope: dict, receive: Receive, send: Send) -> None:
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+
+        return admitted
 
     async def reject(self, scope: dict, receive: Receive, send: Send) -> None:
         """The answer to a prediction past the admission limit: fast, and says when to retry."""

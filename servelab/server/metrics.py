@@ -53,7 +53,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         Gauge(
             "servelab_requests_in_flight",
-            "Requests received and not yet answered (all endpoints).",
+            "Predictions admitted and not yet answered (the count --max-concurrency bounds).",
             registry=self.registry,
         ).set_function(in_flight)
         self.requests: dict[tuple[str, int], Buckets] = {}

@@ -29,12 +29,11 @@ if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # pragma: no cover - gua
     raise ImportError("this uvicorn has no HttpToolsProtocol._start_asgi_task; servelab needs uvicorn >= 0.45, < 1")
 
 
-def _admitting_protocol(server: ModelServer, limit: int) -> type[HttpToolsProtocol]:
+def _admitting_protocol(server: ModelServer) -> type[HttpToolsProtocol]:
     class AdmittingProtocol(HttpToolsProtocol):
         def _start_asgi_task(self, cycle, app):  # noqa: ANN001 - uvicorn's private signature
-            # self.tasks: every request of this server that has not finished yet.
-            if cycle.scope["method"] == "POST" and len(self.tasks) >= limit:
-                app = server.reject
+            if cycle.scope["method"] == "POST":  # predictions are the only POSTs
+                app = server.admit(app)
             super()._start_asgi_task(cycle, app)
 
     return AdmittingProtocol
@@ -84,13 +83,14 @@ def serve(options: Options, sock: socket.socket) -> None:
     warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
     host, port = sock.getsockname()[:2]
     replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}:{port}"
-    app = ModelServer(options, in_flight=lambda: len(server.server_state.tasks))
+    app = ModelServer(options)
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=_admitting_protocol(app, options.max_concurrency),
+        http=_admitting_protocol(app),
         lifespan="off",
         access_log=False,
+        proxy_headers=False,  # the app never reads client addresses: skip that per-request layer
         log_level="warning",
         server_header=False,
         headers=[("x-servelab-replica", replica)],
