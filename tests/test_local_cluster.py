@@ -168,6 +168,7 @@ def test_autoscale_rollout_delete_and_metadata():
         (pod,) = meta["pods"]
         assert set(pod) == {"name", "start_s", "end_s", "cpu_request_cores", "memory_request_gib", "cpu_used_core_s"}
         assert pod["end_s"] > pod["start_s"] and pod["cpu_used_core_s"] > 0
+        assert "my-model" in c.kubectl(f"logs {pod['name']} --tail=5")
         assert c.kubectl(f"delete -f {DEPLOYMENT}") == f'deployment.apps "{NAME}" deleted'
         assert c.pods() == []
         timeline = c.timeline()

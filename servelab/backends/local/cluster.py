@@ -469,6 +469,13 @@ class LocalCluster(base.Cluster):
         print(text)
         return text
 
+    def logs(self, pod: str) -> str:
+        """What a pod's container printed (all its restarts), like `kubectl logs`."""
+        path = self._log_dir / f"{pod}.log"
+        if not path.exists():
+            raise KeyError(f'pods "{pod}" not found')
+        return path.read_text(errors="replace")
+
     def top_pods(self) -> list[tuple[str, float | None, int | None]]:
         """(name, CPU cores over the metrics window, resident memory bytes) per pod, for `kubectl top`."""
         import psutil

@@ -2,7 +2,7 @@
 
 Understood: apply -f, delete -f / delete KIND NAME, get pods|deployment|svc|hpa [NAME] [-l k=v],
 scale deployment NAME --replicas=N, autoscale deployment NAME --cpu-percent=P --min=A --max=B,
-rollout status deployment/NAME, top pods.
+rollout status deployment/NAME, top pods, logs POD [--tail=N].
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from servelab.backends.local.manifests import kind_of
 
 USAGE = ("apply -f FILE | delete -f FILE | delete KIND NAME | get pods|deployment|svc|hpa [NAME] [-l k=v] | "
          "scale deployment NAME --replicas=N | autoscale deployment NAME --cpu-percent=P --min=A --max=B | "
-         "rollout status deployment/NAME | top pods")
+         "rollout status deployment/NAME | top pods | logs POD [--tail=N]")
 
 
 class KubectlError(ValueError):
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max", type=int)
     parser.add_argument("--name")
     parser.add_argument("--timeout")
+    parser.add_argument("--tail", type=int)
     return parser
 
 
@@ -159,7 +160,14 @@ def _top(cluster, args) -> str:
     return fmt.table(("NAME", "CPU(cores)", "MEMORY(bytes)"), rows)
 
 
+def _logs(cluster, args) -> str:
+    if len(args.words) != 1:
+        raise KubectlError("usage: logs POD [--tail=N]")
+    lines = cluster.logs(args.words[0]).splitlines()
+    return "\n".join(lines[-args.tail:] if args.tail else lines)
+
+
 _VERBS = {
     "apply": _apply, "delete": _delete, "get": _get, "scale": _scale,
-    "autoscale": _autoscale, "rollout": _rollout, "top": _top,
+    "autoscale": _autoscale, "rollout": _rollout, "top": _top, "logs": _logs,
 }
