@@ -86,3 +86,20 @@ def test_closed_loop_users_wait_for_each_answer(fixture_url):  # noqa: F811
 )
 def test_server_timing_infer_duration(header, ms):
     assert _infer_ms(header) == ms
+
+
+def test_cluster_metadata_and_caller_meta_are_merged(fixture_url):  # noqa: F811
+    class FakeCluster:
+        def run_metadata(self):
+            return {"backend": "local", "replicas": 2, "limits_enforced": False, "pods": []}
+
+    result = load.run(ep(fixture_url, "ok"), load.Constant(10, 0.2), cluster=FakeCluster(),
+                      meta={"model": "tiny"}, progress=False)
+    meta = result.meta
+    assert (meta["backend"], meta["replicas"], meta["limits_enforced"], meta["model"]) == ("local", 2, False, "tiny")
+    assert meta["schedule"] == {"kind": "constant", "rate": 10.0, "duration": 0.2}
+    assert meta["url"] == ep(fixture_url, "ok") and meta["cpu_count"] >= 1
+    assert {"python", "servelab", "aiohttp", "onnxruntime"} <= set(meta["versions"])
+    assert meta["started_utc"].endswith("+00:00")
+    plain = load.run(ep(fixture_url, "ok"), load.Constant(10, 0.2), progress=False).meta
+    assert plain["backend"] is None and plain["replicas"] is None

@@ -135,6 +135,8 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         "event_loop": generator.EVENT_LOOP,
         "started_utc": started_utc,
         **info,
+        "backend": None,  # unknown unless a cluster (or `meta`) says; kept so saved runs share keys
+        "replicas": None,
         **(cluster.run_metadata() if cluster is not None else {}),
         **(meta or {}),
     }
