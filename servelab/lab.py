@@ -4,21 +4,41 @@
   picks the short set; otherwise the full set, sized for a 2-core laptop.
 - `connect()`, `serve()`: a cluster or a model server that is closed for you, in the lab's
   last cell (`cleanup()`) and again when the kernel shuts down, whichever comes first.
-- `SERVELAB_BACKEND=local|kube` chooses the backend, so CI on kind runs the same notebooks.
+- `SERVELAB_BACKEND=local|kube` (read by `servelab.connect`) chooses the backend, so CI on kind
+  runs the same notebooks unchanged.
 - `ROOT`: the repository, where `cluster/` lives, so the lesson's `-f cluster/...` paths work.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import platform
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import yaml
+
+import servelab
+
+if TYPE_CHECKING:
+    from servelab.server import ServerProcess
 
 QUICK = os.environ.get("SERVELAB_QUICK") == "1"
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "results"
+DEPLOYMENT_FILE = "cluster/model-serving-deployment.yaml"
+HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
+SATURATION_FACTOR = 2.0  # p95 this many times its floor counts as "turned up"
 
 _open: list[Any] = []
 
@@ -63,20 +83,19 @@ def cleanup() -> None:
 atexit.register(cleanup)
 
 
-def backend_choice() -> str:
-    """The backend connect() asks for: $SERVELAB_BACKEND (local or kube), else auto."""
-    return os.environ.get("SERVELAB_BACKEND", "auto")
+def connect(*, service_port: int | None = None, **kwargs: Any):
+    """`servelab.connect()`, closed by `cleanup()` (it honours $SERVELAB_BACKEND=local|kube).
 
-
-def connect(**kwargs: Any):
-    """`servelab.connect()` with the backend from $SERVELAB_BACKEND, closed by `cleanup()`.
-
+    `service_port` is where the local backend's Services listen (0: any free port, so a test run
+    never collides with a lab left open); on kube, kind's port mapping fixes it at 8501.
     In IPython it also defines the `%kubectl` line magic on this cluster, so a cell can read
     `%kubectl get pods` exactly as the lesson does, on either backend.
     """
     from servelab.backends import connect as connect_backend
 
-    cluster = track(connect_backend(backend=backend_choice(), **kwargs))
+    cluster = track(connect_backend(**kwargs))
+    if service_port is not None and cluster.backend == "local":
+        cluster.service_port = service_port
     _define_kubectl_magic(cluster)
     return cluster
 
@@ -94,3 +113,197 @@ def _define_kubectl_magic(cluster) -> None:
         cluster.kubectl(line)  # prints the table itself; returning it would print it twice
 
     shell.register_magic_function(kubectl, magic_kind="line", magic_name="kubectl")
+
+
+def time_calls(call: Callable[[], Any], n: int) -> np.ndarray:
+    """Seconds each of `n` back-to-back calls of `call` took (perf_counter; one warm-up call first)."""
+    call()
+    times = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def environment(cluster) -> pd.DataFrame:
+    """What the labs run on: one row per fact, with why it matters for the numbers you will see."""
+    meta = cluster.run_metadata()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    rows = [
+        ("Python", platform.python_version(), "the labs need 3.10 or newer"),
+        ("servelab", servelab.__version__, "recorded with every saved run"),
+        ("system", f"{platform.system()} {platform.machine()}", "local CPU limits need Linux cgroups"),
+        ("cores usable", usable, "shared by the servers, the load generator and this notebook"),
+        ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB", "each pod requests some of it"),
+        ("backend", cluster.backend, "where the manifests in cluster/ run"),
+        ("CPU limits enforced", meta.get("limits_enforced"), "if False, a pod may use more CPU than its limit"),
+        ("curl", shutil.which("curl") or "missing", "the lesson's requests are sent with it"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "value", "why it matters"]).set_index("what")
+
+
+def serve(**kwargs: Any) -> ServerProcess:
+    """Start `servelab serve` (ServerProcess arguments), wait until ready; stopped by `cleanup()`."""
+    from servelab.server import ServerProcess
+
+    return track(ServerProcess(**kwargs).start())
+
+
+def post_json(url: str, body: str | bytes, timeout: float = 10.0) -> dict:
+    """POST a JSON body and return the decoded reply; an HTTP error raises with the server's message."""
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url} answered {error.code}: {error.read().decode(errors='replace')}") from None
+
+
+def describe_model(path: str | Path) -> pd.DataFrame:
+    """One ONNX file at a glance: size, format versions, input/output tensors and operators."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+
+    def tensor(value) -> str:
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        return f"{value.name}: {dtype} [{', '.join(map(str, dims))}]"
+
+    weights = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    rows = [
+        ("file", f"{Path(path).name} ({Path(path).stat().st_size:,} bytes)"),
+        ("ONNX IR / opset", f"{proto.ir_version} / {proto.opset_import[0].version}"),
+        ("input", ", ".join(tensor(v) for v in graph.input)),
+        ("output", ", ".join(tensor(v) for v in graph.output)),
+        ("operators", " → ".join(node.op_type for node in graph.node)),
+        ("weights", f"{weights:,} numbers"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
+
+
+def pod_startup(timeline: pd.DataFrame) -> pd.DataFrame:
+    """Each pod that became Ready: seconds from created to Running and on to Ready, from the timeline."""
+    from servelab.backends import base
+
+    kinds = {base.POD_CREATED: "created", base.POD_RUNNING: "running", base.POD_READY: "ready"}
+    events = timeline[timeline["kind"].isin(list(kinds))]
+    first = events.groupby(["object", "kind"])["t_s"].min().unstack("kind").rename(columns=kinds)
+    first = first.dropna(subset=list(kinds.values()))
+    table = pd.DataFrame({
+        "created → running (s)": first["running"] - first["created"],
+        "running → ready (s)": first["ready"] - first["running"],
+        "created → ready (s)": first["ready"] - first["created"],
+    })
+    table.index = [name.removeprefix("pod/") for name in table.index]
+    table.index.name = "pod"
+    return table.round(3)
+
+
+def pod_cost_table(pods: list[dict], price) -> pd.DataFrame:
+    """Per pod (run_metadata()["pods"]): life so far, CPU used, dollars so far, per hour and per month.
+
+    Cost follows servelab.cost (max(request, usage) x hours x price), so a pod that serves
+    nothing still costs its requests; the last row adds the pods up.
+    """
+    from servelab import cost
+
+    usages = [cost.PodUsage.from_dict(pod) for pod in pods]
+    rows = cost.cost(usages, price, predictions_ok=0).breakdown.set_index("pod")
+    per_hour = rows["dollars"] / rows["hours"]
+    table = pd.DataFrame({
+        "lived (s)": rows["hours"] * 3600,
+        "CPU used (core-s)": [u.cpu_used_core_s for u in usages],
+        "$ so far": rows["dollars"],
+        "$ per hour": per_hour,
+        f"$ per month ({HOURS_PER_MONTH} h)": per_hour * HOURS_PER_MONTH,
+        "idle share": rows["idle_dollars"] / rows["dollars"],
+    })
+    money = [c for c in table.columns if c.startswith("$")]
+    table.loc["all pods", money] = table[money].sum()
+    return table
+
+
+def results_dir(name: str) -> Path:
+    """An empty folder for a lab's saved run, where its quiz looks ($SERVELAB_RESULTS or ./results).
+
+    A re-run replaces what an earlier run saved there, so the quiz never mixes two runs.
+    """
+    from servelab.quiz.computed import results_root
+
+    path = results_root() / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def saturation_rate(table: pd.DataFrame) -> float | None:
+    """The lowest offered rate from which p95 stays above 2x its lowest value in the sweep.
+
+    `table` is `Sweep.summary()` (indexed by offered rate). "Stays above" ignores a single noisy
+    step below saturation; None means the replica never saturated at the rates tried.
+    """
+    p95 = table["p95"].sort_index()
+    high = p95 > SATURATION_FACTOR * p95.min()
+    stays_high = high[::-1].cummin()[::-1]  # True from the first rate after which every rate is high
+    return float(stays_high.idxmax()) if stays_high.any() else None
+
+
+def compare_runs(runs: dict[str, Any]) -> pd.DataFrame:
+    """Load runs side by side: requests, rates, percentiles (ms) and errors, one row per run."""
+    keys = ["requests", "achieved_rate", "p50", "p95", "p99", "max", "errors"]
+    return pd.DataFrame({name: {k: run.summary()[k] for k in keys} for name, run in runs.items()}).T.round(2)
+
+
+def cost_by_rate(sweep, price=None) -> pd.DataFrame:
+    """What each run of a sweep cost (servelab.cost, from the pods the cluster recorded), by offered rate."""
+    from servelab import cost
+
+    rows = {}
+    for result in sweep:
+        report = cost.cost_of_result(result, price)
+        rows[round(result.summary()["offered_rate"], 2)] = {
+            "predictions": report.predictions_ok,
+            "$ for the run": report.dollars,
+            "$ per hour": report.per_hour,
+            "$ per 1M predictions": report.per_million,
+            "idle share": report.idle_share,
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "offered_rate"
+    return table
+
+
+class PerRun:
+    """`cluster` for `load.run`/`load.sweep`: each run's metadata covers only the time since the last.
+
+    The load generator asks `cluster.run_metadata()` once, when a run ends; unwindowed, that
+    prices the pods' whole life so far against one run's predictions. This wrapper clips the
+    pods to the time since it was made (first run) or since the previous run ended.
+    """
+
+    def __init__(self, cluster) -> None:
+        self.cluster = cluster
+        self.since = time.time()
+
+    def run_metadata(self) -> dict:
+        now = time.time()
+        meta = self.cluster.run_metadata(start_unix_s=self.since, end_unix_s=now)
+        self.since = now
+        return meta
+
+
+def deployment(*, model: str | None = None, replicas: int | None = None) -> dict:
+    """The lesson's Deployment manifest as a dict, serving `model` and/or with `replicas` changed.
+
+    Apply it with `cluster.apply(...)`; the file itself stays as the lesson has it.
+    """
+    manifest = yaml.safe_load((ROOT / DEPLOYMENT_FILE).read_text())
+    if replicas is not None:
+        manifest["spec"]["replicas"] = int(replicas)
+    if model is not None:
+        args = manifest["spec"]["template"]["spec"]["containers"][0]["args"]
+        args[args.index("--model") + 1] = model
+    return manifest

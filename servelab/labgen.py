@@ -2,8 +2,10 @@
 
 `solutions/` is the only notebook anyone edits. Code between nbgrader's markers
 `### BEGIN SOLUTION` and `### END SOLUTION` becomes an exercise stub that raises
-NotImplementedError, and everything a run leaves behind (outputs, execution counts, editor
-metadata) is dropped, so a lab opens clean and `make labs` writes the same bytes every time.
+NotImplementedError; code between `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS` (the
+solution's own quiz answers) is left out. Everything a run leaves behind (outputs, execution
+counts, editor metadata) is dropped, so a lab opens clean and `make labs` writes the same bytes
+every time.
 A test regenerates the labs and compares, so `labs/` cannot drift from `solutions/`.
 """
 
@@ -16,34 +18,39 @@ from pathlib import Path
 
 import nbformat
 
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+# nbgrader's markers: a solution block becomes a stub; a hidden block (instructor-only code, such
+# as the answers a solution notebook submits to its own quiz) is left out of the lab entirely.
+BLOCKS = {
+    "### BEGIN SOLUTION": ("### END SOLUTION", ("# YOUR CODE HERE", "raise NotImplementedError()")),
+    "### BEGIN HIDDEN TESTS": ("### END HIDDEN TESTS", ()),
+}
+MARKERS = tuple(BLOCKS) + tuple(end for end, _ in BLOCKS.values())
 
 # Cell metadata a lab keeps: tags carry meaning (nbval checks); the rest is editor state.
 KEPT_CELL_METADATA = ("tags",)
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
-    """Replace each solution block in `source` with the exercise stub, at the marker's indent."""
+    """Replace each solution block in `source` with the exercise stub (at the marker's indent)
+    and drop each hidden block."""
     out: list[str] = []
-    inside = False
+    open_marker: str | None = None
     for line in source.splitlines():
         marker = line.strip()
-        if marker == BEGIN:
-            if inside:
-                raise ValueError(f"{where}: '{BEGIN}' inside another solution block; close it with '{END}' first")
-            inside = True
+        if marker in BLOCKS:
+            if open_marker:
+                raise ValueError(f"{where}: '{marker}' inside another block; close '{open_marker}' first")
+            open_marker = marker
             indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + stub for stub in STUB)
-        elif marker == END:
-            if not inside:
-                raise ValueError(f"{where}: '{END}' without a '{BEGIN}' before it")
-            inside = False
-        elif not inside:
+            out.extend(indent + stub for stub in BLOCKS[marker][1])
+        elif marker in MARKERS:
+            if open_marker is None or marker != BLOCKS[open_marker][0]:
+                raise ValueError(f"{where}: '{marker}' without its '### BEGIN' marker before it")
+            open_marker = None
+        elif open_marker is None:
             out.append(line)
-    if inside:
-        raise ValueError(f"{where}: '{BEGIN}' is never closed; add '{END}' after the solution")
+    if open_marker:
+        raise ValueError(f"{where}: '{open_marker}' is never closed; add '{BLOCKS[open_marker][0]}' after it")
     return "\n".join(out)
 
 
@@ -58,7 +65,7 @@ def make_lab(solution: nbformat.NotebookNode, name: str = "notebook") -> nbforma
             new.source = strip_solutions(cell.source, where)
             new.outputs = []
             new.execution_count = None
-        elif BEGIN in cell.source or END in cell.source:
+        elif any(marker in cell.source for marker in MARKERS):
             raise ValueError(f"{where}: solution markers belong in code cells only")
         new.metadata = {k: cell.metadata[k] for k in KEPT_CELL_METADATA if k in cell.metadata}
         lab.cells.append(new)

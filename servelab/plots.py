@@ -135,10 +135,11 @@ def latency_histogram(values, ax=None, *, unit: str = "ms", what: str = "request
     ax = _axes(ax)
     values = np.asarray(values, dtype=float)
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    ax.hist(values[values <= np.percentile(values, 99.9)], bins=60, color="tab:blue", alpha=0.7)
+    ax.hist(values, bins=np.geomspace(values.min(), values.max(), 60), color="tab:blue", alpha=0.7)
     for value, name, style in ((p50, "p50", "-"), (p95, "p95", "--"), (p99, "p99", ":")):
         ax.axvline(value, color="black", ls=style, label=f"{name} {value:.1f} {unit}")
-    ax.set_xlabel(f"latency ({unit}); the slowest 0.1 % lie off the right edge")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency ({unit}, log scale)")
     ax.set_ylabel("number of calls")
     ax.set_title(f"{what}: p99 is {p99 / p50:.1f}x p50")
     ax.legend(fontsize="small")
@@ -167,24 +168,25 @@ def latency_breakdown(parts: Mapping[str, Mapping[str, float]], ax=None, *, unit
     slowest = max(parts.values(), key=lambda pieces: sum(pieces.values()))
     share = slowest.get("model", 0.0) / sum(slowest.values())
     ax.set_title(f"The model is {share:.0%} of a request's time over HTTP; the rest is serving overhead")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper right", fontsize="small")
     return ax
 
 
 def pod_startup(startup: pd.DataFrame, ax=None):
     """Each pod's start as two stacked bars: created -> running, running -> ready (`lab.pod_startup`)."""
-    ax = _axes(ax, size=(8, 1.5 + 0.5 * len(startup)))
+    ax = _axes(ax, size=(8, 2.2 + 0.5 * len(startup)))
     rows = range(len(startup))
     to_running, to_ready = startup["created → running (s)"], startup["running → ready (s)"]
     ax.barh(rows, to_running, color="tab:grey", label="created → running (process starts)")
     ax.barh(rows, to_ready, left=to_running, color="tab:green", label="running → ready (imports, model, probe)")
-    ax.set_yticks(rows, startup.index)
+    ax.set_yticks(rows, [name.rsplit("-", 1)[-1] for name in startup.index])
+    ax.set_ylabel("pod (name ends with)")
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the pod was created")
     total = startup["created → ready (s)"]
-    ax.set_title(f"A new pod takes {total.median():.1f} s to become Ready, "
+    ax.set_title(f"A new pod is Ready after {total.median():.1f} s, "
                  f"{(to_ready / total).median():.0%} of it after its process started")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.figure.legend(loc="outside lower center", ncol=2, fontsize="small")
     return ax
 
 
@@ -202,6 +204,9 @@ def cost_per_million(costs: pd.DataFrame, ax=None):
     rates, per_million = costs.index.to_numpy(dtype=float), costs["$ per 1M predictions"]
     ax.plot(rates, per_million, marker="o", color="tab:green", label="$ per 1M predictions")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"${value:g}"))
+    ax.yaxis.set_minor_formatter(plt.FuncFormatter(  # label only the 2s and 5s between powers of ten
+        lambda value, _: f"${value:g}" if f"{value:.0e}"[0] in "25" else ""))
     ax.set_xlabel("offered rate (requests/s)")
     ax.set_ylabel("$ per 1M predictions (log scale)")
     idle = ax.twinx()

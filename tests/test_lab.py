@@ -1,0 +1,122 @@
+"""lab: quick/full sizes, the cleanup registry, and the small analyses the labs call."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from servelab import cost, lab
+from servelab.backends import base
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_open():
+    yield
+    lab.cleanup()
+
+
+class Closable:
+    def __init__(self, log: list, name: str, fails: bool = False) -> None:
+        self.log, self.name, self.fails = log, name, fails
+
+    def close(self) -> None:
+        self.log.append(self.name)
+        if self.fails:
+            raise RuntimeError("boom")
+
+
+def test_params_picks_full_unless_quick(monkeypatch, capsys):
+    monkeypatch.setattr(lab, "QUICK", False)
+    assert lab.params(quick=dict(rate=1), full=dict(rate=100)).rate == 100
+    monkeypatch.setattr(lab, "QUICK", True)
+    assert lab.params(quick=dict(rate=1), full=dict(rate=100)).rate == 1
+    assert "quick" in capsys.readouterr().out
+
+
+def test_params_need_the_same_names_in_both_modes():
+    with pytest.raises(ValueError, match="rate"):
+        lab.params(quick=dict(rate=1), full=dict(rates=[1]))
+
+
+def test_cleanup_closes_newest_first_and_survives_a_failure():
+    log: list[str] = []
+    lab.track(Closable(log, "cluster"))
+    lab.track(Closable(log, "server", fails=True))
+    lab.cleanup()
+    assert log == ["server", "cluster"]
+    lab.cleanup()
+    assert log == ["server", "cluster"], "a second cleanup closes nothing again"
+
+
+def test_params_closes_what_an_earlier_run_left_open():
+    log: list[str] = []
+    lab.track(Closable(log, "old server"))
+    lab.params(quick={}, full={})
+    assert log == ["old server"]
+
+
+def test_track_refuses_what_it_cannot_close():
+    with pytest.raises(TypeError, match="close"):
+        lab.track(object())
+
+
+def sweep_table(p95: list[float], rates: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"p95": p95}, index=pd.Index(rates, name="offered_rate"))
+
+
+@pytest.mark.parametrize(
+    "p95, expected",
+    [
+        ([16, 15, 17, 21, 80, 300], 300.0),  # turns up at the 5th rate
+        ([16, 40, 17, 21, 80, 300], 300.0),  # one noisy step below saturation is ignored
+        ([16, 15, 17, 21, 25, 30], None),  # never doubles: not saturated
+    ],
+)
+def test_saturation_is_where_p95_turns_up_for_good(p95, expected):
+    assert lab.saturation_rate(sweep_table(p95, [25, 50, 100, 200, 300, 400])) == expected
+
+
+def test_deployment_changes_model_and_replicas_only():
+    original = lab.deployment()
+    changed = lab.deployment(model="large", replicas=3)
+    args = changed["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "large" and changed["spec"]["replicas"] == 3
+    changed["spec"]["template"]["spec"]["containers"][0]["args"] = original["spec"]["template"]["spec"]["containers"][0]["args"]
+    changed["spec"]["replicas"] = original["spec"]["replicas"]
+    assert changed == original
+
+
+def test_pod_startup_splits_created_running_ready():
+    events = [
+        base.Event(1.0, base.POD_CREATED, "pod/a", "Pending"),
+        base.Event(1.5, base.POD_RUNNING, "pod/a", "started"),
+        base.Event(4.0, base.POD_READY, "pod/a", "ready"),
+        base.Event(5.0, base.POD_CREATED, "pod/b", "Pending"),  # never ready: left out
+    ]
+    table = lab.pod_startup(base.events_frame(events))
+    assert list(table.index) == ["a"]
+    assert table.loc["a"].tolist() == [0.5, 2.5, 3.0]
+
+
+def test_pod_cost_table_prices_an_idle_pod_by_its_request():
+    price = cost.load_pricing()
+    pods = [dict(name="a", start_s=0.0, end_s=3600.0, cpu_request_cores=0.5, memory_request_gib=0.25, cpu_used_core_s=0.0)]
+    table = lab.pod_cost_table(pods, price)
+    hourly = 0.5 * price.cpu_core_hour + 0.25 * price.memory_gib_hour
+    assert table.loc["a", "$ per hour"] == pytest.approx(hourly)
+    assert table.loc["all pods", f"$ per month ({lab.HOURS_PER_MONTH} h)"] == pytest.approx(hourly * lab.HOURS_PER_MONTH)
+
+
+def test_per_run_windows_follow_one_another():
+    class Cluster:
+        windows: list[tuple[float, float]] = []
+
+        def run_metadata(self, start_unix_s=None, end_unix_s=None):
+            self.windows.append((start_unix_s, end_unix_s))
+            return {}
+
+    per_run = lab.PerRun(Cluster())
+    per_run.run_metadata()
+    per_run.run_metadata()
+    (start1, end1), (start2, end2) = Cluster.windows
+    assert start1 <= end1 == start2 <= end2

@@ -1,0 +1,116 @@
+"""labgen: solution blocks become exercise stubs, run leftovers go, and labs/ never drifts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from servelab import labgen
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def solved_notebook() -> nbformat.NotebookNode:
+    """A three-cell solution notebook as a run leaves it: outputs, counts, editor metadata."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"},
+        "widgets": {"state": {}},
+    }
+    intro = nbformat.v4.new_markdown_cell("# A lab\nWhat is 6 x 7?")
+    answer = nbformat.v4.new_code_cell(
+        "x = 6\n### BEGIN SOLUTION\nanswer = x * 7\n### END SOLUTION\nprint(answer)",
+        execution_count=3,
+        outputs=[nbformat.v4.new_output("stream", name="stdout", text="42\n")],
+        metadata={"tags": ["nbval-check-output"], "execution": {"iopub.status.busy": "2026-11-28"}, "scrolled": True},
+    )
+    nested = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION")
+    nb.cells = [intro, answer, nested]
+    return nb
+
+
+def test_solution_block_becomes_stub_that_raises():
+    source = "x = 6\n### BEGIN SOLUTION\nanswer = x * 7\n### END SOLUTION\nprint(answer)"
+    assert labgen.strip_solutions(source) == "x = 6\n# YOUR CODE HERE\nraise NotImplementedError()\nprint(answer)"
+
+
+def test_stub_keeps_the_indent_of_its_marker():
+    source = "def f():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION"
+    stripped = labgen.strip_solutions(source)
+    assert stripped == "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    namespace: dict = {}
+    exec(stripped, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["f"]()
+
+
+def test_hidden_block_is_left_out():
+    source = 'answers = None\n### BEGIN HIDDEN TESTS\nanswers = {"q1": "C"}\n### END HIDDEN TESTS\nsubmit(answers)'
+    assert labgen.strip_solutions(source) == "answers = None\nsubmit(answers)"
+
+
+@pytest.mark.parametrize(
+    "source, complaint",
+    [
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+        ("x = 1\n### END SOLUTION", "without its"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+        ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS", "inside another"),
+        ("### BEGIN HIDDEN TESTS\nx = 1\n### END SOLUTION", "without its"),
+    ],
+)
+def test_unbalanced_markers_are_refused(source, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        labgen.strip_solutions(source, "lab.ipynb cell 2")
+
+
+def test_lab_has_no_outputs_counts_or_editor_metadata():
+    lab = labgen.make_lab(solved_notebook())
+    code = lab.cells[1]
+    assert code.outputs == [] and code.execution_count is None
+    assert code.metadata == {"tags": ["nbval-check-output"]}
+    assert "answer = x * 7" not in code.source
+    assert lab.cells[0].source == "# A lab\nWhat is 6 x 7?"
+    assert lab.metadata == {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
+    nbformat.validate(lab)
+
+
+def test_solution_notebook_is_left_unchanged():
+    solution = solved_notebook()
+    before = nbformat.writes(solution)
+    labgen.make_lab(solution)
+    assert nbformat.writes(solution) == before
+
+
+def test_markers_in_markdown_are_refused():
+    nb = solved_notebook()
+    nb.cells[0].source = "### BEGIN SOLUTION\n42\n### END SOLUTION"
+    with pytest.raises(ValueError, match="code cells only"):
+        labgen.make_lab(nb, "lab.ipynb")
+
+
+def test_write_is_deterministic_and_removes_stale_labs(tmp_path):
+    solutions, labs = tmp_path / "solutions", tmp_path / "labs"
+    solutions.mkdir()
+    nbformat.write(solved_notebook(), solutions / "00-a.ipynb")
+    labs.mkdir()
+    (labs / "99-gone.ipynb").write_text("{}")
+    labgen.main([str(solutions), str(labs)])
+    first = (labs / "00-a.ipynb").read_bytes()
+    labgen.main([str(solutions), str(labs)])
+    assert (labs / "00-a.ipynb").read_bytes() == first
+    assert sorted(p.name for p in labs.iterdir()) == ["00-a.ipynb"]
+
+
+def test_committed_labs_are_what_make_labs_writes():
+    wanted = labgen.generate(ROOT / "solutions")
+    committed = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "labs").glob("*.ipynb")}
+    assert sorted(committed) == sorted(wanted), "labs/ and solutions/ hold different notebooks: run `make labs`"
+    for name, text in wanted.items():
+        assert committed[name] == text, f"labs/{name} is out of date with solutions/{name}: run `make labs`"
