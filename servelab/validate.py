@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,15 @@ class Validation:
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def save(self, directory: str | Path) -> Path:
+        """Each run as `Result.save` writes it (low/, saturated/, live/, predicted/) and both tables as CSV."""
+        directory = Path(directory)
+        for name in ("low", "saturated", "live", "predicted"):
+            getattr(self, name).save(directory / name)
+        self.steps.to_csv(directory / "steps.csv")
+        self.overall.to_csv(directory / "overall.csv")
+        return directory
 
 
 def against_live(
