@@ -28,7 +28,7 @@ DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
 SERVICE = ROOT / "cluster" / "model-serving-service.yaml"
 NAME = "model-serving-deployment"
 BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
-RATE, CONNECTIONS, SECONDS, ROUNDS = 100, 2, 5, 3
+RATE, CONNECTIONS, SECONDS, ROUNDS = 100, 2, 4, 5
 
 
 def hey_p50_ms(url: str, body_file: str) -> float:

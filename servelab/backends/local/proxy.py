@@ -167,28 +167,42 @@ class ClientConnection(asyncio.Protocol):
         self.keep_alive = headers.get(b"connection", b"").lower() != b"close"
         self.proxy.dispatch(request, request.split(b" ", 1)[0], self)
 
-    def respond(self, response: bytes, pod_keeps_alive: bool) -> None:
+    def forward(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def done(self, pod_keeps_alive: bool) -> None:
+        """The response is complete: close if either side asked to, else serve the next request."""
         self.busy = False
         if self.transport.is_closing():
             return
-        self.transport.write(response)
         if not (self.keep_alive and pod_keeps_alive):
             self.transport.close()
         elif self.buf:
             self._next_request()
+
+    def respond(self, response: bytes, pod_keeps_alive: bool) -> None:
+        """Answer from the proxy itself (errors)."""
+        self.forward(response)
+        self.done(pod_keeps_alive)
 
     def connection_lost(self, exc) -> None:
         self.buf.clear()
 
 
 class PodConnection(asyncio.Protocol):
-    """A kept-alive connection to one pod: send one request, collect exactly one response."""
+    """A kept-alive connection to one pod: send one request, pass its one response on as it comes.
+
+    Bytes go to the client as soon as they arrive (as a TCP forward would), while the framing is
+    followed to know where the response ends and the connection can serve the next request.
+    """
 
     def __init__(self, proxy: Proxy, endpoint: tuple[str, int]) -> None:
         self.proxy, self.endpoint = proxy, endpoint
         self.transport, self.buf, self.closed = None, bytearray(), False
         self.client: ClientConnection | None = None
         self.request, self.method, self.reused = b"", b"", False
+        self.head_end, self.headers, self.bodyless, self.forwarded = 0, {}, False, 0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -196,44 +210,51 @@ class PodConnection(asyncio.Protocol):
     def send(self, request: bytes, method: bytes, client: ClientConnection, reused: bool) -> None:
         self.request, self.method, self.client, self.reused = request, method, client, reused
         self.buf.clear()
+        self.head_end = self.forwarded = 0
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if self.client is None:
             return
-        head_end = self.buf.find(b"\r\n\r\n") + 4
-        if head_end < 4:
+        if not self.head_end and not self._read_head():
             return
-        head = bytes(self.buf[:head_end])
-        status = int(head.split(b" ", 2)[1])
-        if 100 <= status < 200:  # an interim answer (100 Continue): pass it on, wait for the real one
-            self.client.transport.write(head)
-            del self.buf[:head_end]
-            return
-        headers = _headers(head)
-        bodyless = self.method == b"HEAD" or status in (204, 304)
-        end = head_end if bodyless else _message_end(self.buf, head_end, headers, is_response=True)
+        if self.forwarded < len(self.buf):
+            self.client.forward(bytes(self.buf[self.forwarded:]))
+            self.forwarded = len(self.buf)
+        end = self.head_end if self.bodyless else _message_end(self.buf, self.head_end, self.headers, is_response=True)
         if end is None or end == CLOSE_DELIMITED:
             return  # more to come (or all of it, at close)
         client, self.client = self.client, None
-        keep = headers.get(b"connection", b"").lower() != b"close"
-        response = bytes(self.buf[:end])
-        self.buf.clear()
-        if keep:
+        if self.headers.get(b"connection", b"").lower() != b"close":
             self.proxy.backends.release(self)
         else:
             self.transport.close()
-        client.respond(response, True)
+        client.done(True)
+
+    def _read_head(self) -> bool:
+        """Parse the response head once it is complete; interim 1xx answers are passed on whole."""
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n") + 4
+            if head_end < 4:
+                return False
+            status = int(bytes(self.buf[:head_end]).split(b" ", 2)[1])
+            if not 100 <= status < 200:
+                break
+            self.client.forward(bytes(self.buf[:head_end]))
+            del self.buf[:head_end]
+        self.head_end, self.headers = head_end, _headers(bytes(self.buf[:head_end]))
+        self.bodyless = self.method == b"HEAD" or status in (204, 304)
+        return True
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         client, self.client = self.client, None
         if client is None:
             return
-        if self.buf:  # a close-delimited response is complete now; anything else was cut short
-            client.respond(bytes(self.buf), False)
-        elif self.reused:  # the pod had closed this idle connection: nothing was served, retry fresh
+        if self.forwarded:  # close-delimited responses end here; anything else was cut short
+            client.done(False)
+        elif self.reused and not self.buf:  # the pod had closed this idle connection: retry fresh
             self.proxy.dispatch(self.request, self.method, client, fresh=True)
         else:
             client.respond(_error("502 Bad Gateway", f"pod {self.endpoint[0]}:{self.endpoint[1]} closed the "
