@@ -14,6 +14,7 @@ Against one `servelab serve` (tiny model), in one run, one after the other:
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import re
@@ -28,6 +29,7 @@ import numpy as np
 import psutil
 
 from servelab import load
+from servelab.load import generator
 from servelab.server import ServerProcess
 
 BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
@@ -49,6 +51,7 @@ def main() -> None:
     with ServerProcess(model="tiny", name="my-model") as server, tempfile.TemporaryDirectory() as tmp:
         url = server.predict_url
         load.run(url, load.Constant(200, 2), progress=False)  # warm up server and connections
+        timer_baseline()
         best = ladder(url)
         print()
         rows = [per_core_servelab(url)]
@@ -67,6 +70,28 @@ def main() -> None:
             print()
             hey_cross_check(url, Path(tmp))
         print(f"\nhighest open-loop rate one generator process sent with lag p99 < {LAG_LIMIT_MS:g} ms: {best} req/s")
+
+
+def timer_baseline(rate: int = 500) -> None:
+    """The machine's own timing noise: an event loop keeping the same schedule, sending nothing."""
+    times = load.Constant(rate, STEP_S).send_times().tolist()
+
+    async def keep() -> np.ndarray:
+        start, lags = time.monotonic() + 0.05, []
+        for offset in times:
+            while (delay := start + offset - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            lags.append(time.monotonic() - start - offset)
+        return np.array(lags) * 1000.0
+
+    loop = generator.new_event_loop()
+    try:
+        lags = loop.run_until_complete(keep())
+    finally:
+        loop.close()
+    print(f"machine baseline: an event loop keeping a {rate}/s schedule for {STEP_S} s without sending anything "
+          f"is late by p50 {np.percentile(lags, 50):.2f} ms, p99 {np.percentile(lags, 99):.2f} ms, "
+          f"max {lags.max():.2f} ms\n")
 
 
 def ladder(url: str) -> int:
