@@ -13,6 +13,7 @@ tables are saved in a temporary directory (printed) for a second look.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def deployment(model: str) -> dict:
 
 
 def main() -> None:
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     with LocalCluster(service_port=0) as cluster:
         cluster.apply([SERVICE, deployment(MODEL)])
         cluster.wait_ready("model-serving-deployment", timeout=60)
@@ -46,7 +47,8 @@ def main() -> None:
     meta = check.live.meta
     print(f"model {MODEL}, 1 replica, CPU limit {meta.get('cpu_limit_cores')} cores "
           f"({'enforced' if meta.get('limits_enforced') else 'NOT enforced: ' + str(meta.get('limits_note'))}), "
-          f"{meta.get('cpu_count')} CPUs")
+          f"{meta.get('cpu_count')} CPUs; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+          "(other programs on the machine take CPU from the pod and the generator)")
     print(check)
     print(f"runs and tables saved in {check.save(tempfile.mkdtemp(prefix='servelab-sim-live-'))}")
     under = check.steps[check.steps["load"] < TARGET_BELOW_LOAD]

