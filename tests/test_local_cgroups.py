@@ -55,3 +55,18 @@ def test_half_a_cpu_limit_holds_under_saturating_load():
     assert 0.6 < per_core_ratio < 1.6, per_core_ratio
     if unlimited_cores > 0.7:  # on a busy shared machine the unlimited pod may not get more
         assert limited_rps < unlimited_rps * 0.85
+
+
+def test_without_cgroups_limits_are_reported_unenforced_and_cpu_comes_from_psutil(monkeypatch, capsys):
+    # As on a laptop or a hosted JupyterHub: no writable cgroup hierarchy.
+    monkeypatch.setattr(cgroups, "detect", lambda: cgroups.Support(None, {}, "cannot create cgroup /x: Permission denied"))
+    monkeypatch.setattr(cgroups, "_warned", False)
+    with LocalCluster(service_port=0) as cluster:
+        cluster.apply(deployment())
+        cluster.wait_ready("model-serving-deployment", timeout=40)
+        (pod,) = cluster.pods()
+        meta = cluster.run_metadata()
+    assert meta["limits_enforced"] is False and "Permission denied" in meta["limits_note"]
+    assert pod.cpu_used_core_s > 0.1, "CPU still measured (psutil), for the HPA and for cost"
+    warnings = [l for l in capsys.readouterr().err.splitlines() if "NOT enforced" in l]
+    assert len(warnings) == 1 and "limits_enforced=False" in warnings[0]
