@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from servelab.load import runner, schedules
 from servelab.load.result import format_summary
@@ -82,6 +83,14 @@ def schedule_from_args(args: argparse.Namespace) -> schedules.Schedule:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("servelab load: interrupted; nothing printed or saved", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     common = dict(protocol=args.protocol, model=args.model, body=args.body, timeout=args.timeout,
                   progress=False if args.quiet else None)
     if args.users:

@@ -13,6 +13,7 @@ The worker stops early when the parent says so or goes away (the socket closes).
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import traceback
@@ -22,6 +23,7 @@ from servelab.load import generator
 
 
 def main(fd: int) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it tells us to stop
     conn = Connection(fd)
     stop = threading.Event()
     lock = threading.Lock()
@@ -30,7 +32,10 @@ def main(fd: int) -> int:
 
     def send(*msg) -> None:
         with lock:
-            conn.send(msg)
+            try:
+                conn.send(msg)
+            except OSError:  # the parent is gone or stopped listening: nobody to tell
+                stop.set()
 
     def listen() -> None:
         """Receive the start time, then wait for a stop (or the parent closing the socket)."""
