@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from local_fixtures import DEPLOYMENT, SERVICE, OpenLoad, failures, wait_for
+from local_fixtures import DEPLOYMENT, SERVICE, OpenLoad, deployment, failures, wait_for
 from servelab.backends.local import LocalCluster, PortInUseError
 
 NAME = "model-serving-deployment"
@@ -169,6 +169,11 @@ def test_autoscale_rollout_delete_and_metadata():
         assert set(pod) == {"name", "start_s", "end_s", "cpu_request_cores", "memory_request_gib", "cpu_used_core_s"}
         assert pod["end_s"] > pod["start_s"] and pod["cpu_used_core_s"] > 0
         assert "my-model" in c.kubectl(f"logs {pod['name']} --tail=5")
+        # A changed template rolls out: new pods (new hash) first, the old one goes once they are Ready.
+        assert c.apply(deployment(cpu_limit="1")) == [f"deployment.apps/{NAME} configured"]
+        c.kubectl(f"rollout status deployment/{NAME}")
+        (new,) = [p for p in c.pods() if p.status != "Terminating"]
+        assert new.name.rsplit("-", 2)[1] != pod["name"].rsplit("-", 2)[1] and new.cpu_limit_cores == 1.0
         assert c.kubectl(f"delete -f {DEPLOYMENT}") == f'deployment.apps "{NAME}" deleted'
         assert c.pods() == []
         timeline = c.timeline()

@@ -139,13 +139,18 @@ def _rollout(cluster, args) -> str:
     state = next((d for d in cluster.deployments() if d.name == name), None)
     if state is None:
         return f'Error from server (NotFound): deployments.apps "{name}" not found'
-    lines = []
-    if state.ready < state.replicas:
-        lines.append(f'Waiting for deployment "{name}" rollout to finish: {state.ready} of {state.replicas} '
-                     "updated replicas are available...")
+    try:
+        cluster.wait_ready(name, timeout=0)
+        return f'deployment "{name}" successfully rolled out'
+    except TimeoutError:
+        pass
+    pods = [p for p in cluster.pods() if p.deployment == name and p.status != "Terminating"]
+    newest = min(pods, key=lambda p: p.age_s).labels.get("pod-template-hash") if pods else None
+    available = sum(p.ready for p in pods if p.labels.get("pod-template-hash") == newest)
+    print(f'Waiting for deployment "{name}" rollout to finish: {available} of {state.replicas} updated replicas '
+          "are available...")
     cluster.wait_ready(name, timeout=timeout)
-    lines.append(f'deployment "{name}" successfully rolled out')
-    return "\n".join(lines)
+    return f'deployment "{name}" successfully rolled out'
 
 
 def _top(cluster, args) -> str:
