@@ -32,10 +32,11 @@ def latency_over_time(result, ax=None, *, slo_ms: float | None = None, window_s:
     ok = (frame["status"] >= 200) & (frame["status"] < 300)
     t, latency_ms = frame["intended_s"], frame["latency_s"] * 1000.0
     ax.scatter(t[ok], latency_ms[ok], s=4, alpha=0.35, color="tab:blue", label="request (ok)")
-    bins = np.floor(t[ok] / window_s) * window_s
-    p95 = latency_ms[ok].groupby(bins).quantile(0.95)
-    ax.step(p95.index + window_s / 2, p95.to_numpy(), where="mid", color="tab:orange", lw=2,
-            label=f"p95 per {window_s:g} s")
+    window = np.floor(t[ok] / window_s).astype(int)  # windows without a success stay empty (NaN)
+    p95 = latency_ms[ok].groupby(window).quantile(0.95).reindex(range(window.max() + 1 if len(window) else 0))
+    p95.index = p95.index * window_s
+    ax.stairs(p95.to_numpy(), np.arange(len(p95) + 1) * window_s, color="tab:orange", lw=2, baseline=None,
+              label=f"p95 per {window_s:g} s")
     if (~ok).any():
         top = latency_ms[ok].max() if ok.any() else 1.0
         ax.scatter(t[~ok], np.full((~ok).sum(), top), marker="x", color="tab:red", s=16,

@@ -68,3 +68,10 @@ def test_latency_cdf_compares_tails():
     assert ax.get_title() == "closed loop p99 1.0 ms vs open loop p99 64.0 ms"
     assert ax.get_xlabel() == "latency (ms, log scale)"
     assert ax.get_lines()[0].get_ydata()[-1] == 1.0
+
+
+def test_a_second_without_successes_leaves_a_gap_in_the_p95_line():
+    status = [200] * 100 + [0] * 100 + [200] * 100  # the middle second failed entirely
+    ax = plots.latency_over_time(synthetic_result([3.0] * 300, status=status))
+    values = ax.patches[0].get_data().values  # the p95 stairs
+    assert len(values) == 3 and np.isnan(values[1]) and values[0] == pytest.approx(3.0)
