@@ -41,7 +41,8 @@ CONNECTIONS = 16
 THREADS = 1  # wrk shares the 2 cores with the server: one wrk thread, one server process
 DURATION_S = 5
 WARMUP_S = 1
-ROUNDS = 6  # short alternating rounds: other programs' load drifts less within one round
+# Rounds: each server in every position twice (6 for 3 servers), short, so that other programs'
+# load drifts less within a round than between rounds.
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -200,7 +201,7 @@ def _http_table(wrk: str) -> None:
         script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY.decode()}'\n"
                      "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
     print(f"HTTP: wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s --latency, POST {BODY.decode()}, model tiny, "
-          f"1 onnxruntime thread, {ROUNDS} alternating rounds (each after a {WARMUP_S} s warm-up); "
+          f"1 onnxruntime thread, 6 rounds in rotating order (each run after a {WARMUP_S} s warm-up); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     runs: dict[str, list[dict]] = {"floor (raw ASGI)": [], "servelab": [], "plain FastAPI": []}
     try:
@@ -211,8 +212,9 @@ def _http_table(wrk: str) -> None:
                        "plain FastAPI": (plain.predict_url, plain.process.pid)}
             for url, _ in targets.values():
                 _check_answer(url)
-            for _ in range(ROUNDS):
-                for label, (url, pid) in targets.items():
+            for order in _rotations(list(targets)):
+                for label in order:
+                    url, pid = targets[label]
                     _wrk(wrk, script.name, url, WARMUP_S, pid)
                     runs[label].append(_wrk(wrk, script.name, url, DURATION_S, pid))
     finally:
@@ -230,7 +232,14 @@ def _http_table(wrk: str) -> None:
           "   servelab is >= 0.6x. CPU/req: the server process's CPU time per answered request.)")
 
 
-def _cpu_us_per_request(app, scope: dict, n: int = 5000) -> float:
+def _rotations(labels: list[str]):
+    """Each label in every position in turn: drifting machine load and run order touch all alike."""
+    for i in range(2 * len(labels)):
+        k = i % len(labels)
+        yield labels[k:] + labels[:k]
+
+
+def _cpu_us_per_request(app, n: int = 2000) -> float:
     """CPU time of one request through `app` as a plain ASGI call: the app's own cost, no HTTP."""
 
     async def receive():
@@ -241,27 +250,76 @@ def _cpu_us_per_request(app, scope: dict, n: int = 5000) -> float:
 
     async def many():
         for _ in range(n):
-            await app(scope, receive, send)
+            await app(SCOPE, receive, send)
 
-    best = float("inf")
-    for _ in range(5):
-        start = time.process_time()
-        asyncio.run(many())
-        best = min(best, (time.process_time() - start) / n)
-    return best * 1e6
+    start = time.process_time()
+    asyncio.run(many())
+    return (time.process_time() - start) / n * 1e6
+
+
+def _app_only(apps: dict[str, tuple[object, list]]) -> dict[str, float]:
+    """Best CPU us per request of each (app, patches), measured interleaved and rotated."""
+    times: dict[str, list[float]] = {label: [] for label in apps}
+    for order in _rotations(list(apps)):
+        for label in order:
+            app, patches = apps[label]
+            for patch in patches:
+                patch.start()
+            try:
+                times[label].extend(_cpu_us_per_request(app) for _ in range(3))
+            finally:
+                for patch in patches:
+                    patch.stop()
+    return {label: min(values) for label, values in times.items()}
+
+
+SCOPE = {"type": "http", "method": "POST", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+         "root_path": "", "scheme": "http", "http_version": "1.1", "server": ("127.0.0.1", 8501),
+         "client": ("127.0.0.1", 1), "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                                                  (b"content-length", b"%d" % len(BODY))]}
+APP_ONLY = "min over runs of 2000, interleaved and rotated"
 
 
 def _app_table() -> None:
     from servelab.server.app import ModelServer, Options
 
-    scope = {"type": "http", "method": "POST", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
-             "root_path": "", "scheme": "http", "http_version": "1.1", "server": ("127.0.0.1", 8501),
-             "client": ("127.0.0.1", 1), "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                                                      (b"content-length", b"%d" % len(BODY))]}
-    apps = {"floor (raw ASGI)": floor_app(), "servelab": ModelServer(Options()), "plain FastAPI": fastapi_app()}
-    print("App only: CPU time per request, the app called directly (no sockets, no HTTP parsing; min of 5 x 5000)")
-    for label, app in apps.items():
-        print(f"  {label:<18}{_cpu_us_per_request(app, scope):>8.1f} us")
+    best = _app_only({"floor (raw ASGI)": (floor_app(), []), "servelab": (ModelServer(Options()), []),
+                      "plain FastAPI": (fastapi_app(), [])})
+    print(f"App only: CPU time per request, the app called directly, no sockets or HTTP parsing ({APP_ONLY})")
+    for label, us in best.items():
+        print(f"  {label:<18}{us:>8.1f} us")
+
+
+def _feature_table() -> None:
+    """What each part of servelab's hot path costs: the app-only time with that part taken out."""
+    from unittest import mock
+
+    import numpy as np
+    import orjson
+
+    from servelab.server import protocols
+    from servelab.server.app import ModelServer, Options
+
+    server = ModelServer(Options())
+    session_run = server.model.session.run
+
+    def bare_parse(body: bytes) -> tuple:
+        return np.array(orjson.loads(body)["instances"], dtype=np.float32).reshape(-1, 3), False
+
+    best = _app_only({
+        "as served": (server, []),
+        "without metrics": (server, [mock.patch.object(server.metrics, "request", lambda *a: None),
+                                     mock.patch.object(server.metrics, "inference", lambda *a: None)]),
+        "without 6-digit rounding": (server, [mock.patch.object(protocols, "display", lambda p: p.tolist())]),
+        "without input checks": (server, [mock.patch.object(protocols, "parse_tfserving", bare_parse)]),
+        "with ort's public run": (server, [mock.patch.object(server, "_model_run",
+                                                             lambda x: session_run(["probability"], {"x": x})[0])]),
+    })
+    served = best["as served"]
+    print(f"servelab's hot path, part by part: app-only CPU time with one part changed ({APP_ONLY})")
+    for label, us in best.items():
+        change = "" if label == "as served" else f"   ({us - served:+.1f} us)"
+        print(f"  {label:<26}{us:>8.1f} us{change}")
 
 
 def _model_table() -> None:
@@ -286,6 +344,7 @@ def main() -> None:
     else:
         _http_table(wrk)
     _app_table()
+    _feature_table()
     _model_table()
 
 
