@@ -16,6 +16,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from browser_fixtures import chromium_page, jupyter_lab
@@ -36,6 +37,15 @@ RUN_FINISHED_JS = """() => {
 }"""
 
 
+def _clear_outputs(path: Path) -> None:
+    """Solutions are saved executed; clear them so every output checked comes from this run."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
+
+
 @pytest.fixture
 def chromium() -> str:
     return require_tool("chromium")
@@ -46,6 +56,7 @@ def lab(tmp_path):
     notebooks = tmp_path / "solutions"
     shutil.copytree(ROOT / "solutions", notebooks)
     assert (notebooks / NOTEBOOK).exists(), f"solutions/{NOTEBOOK} is missing; the browser test opens it"
+    _clear_outputs(notebooks / NOTEBOOK)
     with jupyter_lab(notebooks, tmp_path / "home") as running:
         yield running
 
