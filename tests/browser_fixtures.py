@@ -1,9 +1,10 @@
 """JupyterLab and headless chromium for tests/test_browser.py, both stopped when the test ends.
 
-`jupyter_lab(notebooks)` serves a directory from this interpreter's environment the way a
-learner's `make lab` does, but isolated: its own Jupyter config, data, runtime and IPython
+`jupyter_lab(notebooks, home)` serves a directory from this interpreter's environment the way
+a learner's `make lab` does, but isolated: its own Jupyter config, data, runtime and IPython
 dirs (no user settings, workspaces or startup files leak in), SERVELAB_QUICK=1 and a private
-gradebook in the environment the kernels inherit, port chosen by the OS. `chromium_page()` is
+gradebook in the environment the kernels inherit, a port chosen by the OS. It boots while the
+browser starts. `chromium_page()` is
 Debian's chromium driven by playwright through `executable_path`; playwright never downloads
 a browser here.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -20,7 +20,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -44,18 +43,38 @@ START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 20
 
 
-@dataclass
 class JupyterLab:
-    """A running JupyterLab: where it listens, its token, and its log so far (for failure messages)."""
+    """A JupyterLab being started: its token, the gradebook its kernels write, its log.
 
-    url: str
-    token: str
-    root: Path
-    gradebook: Path
-    log: list[str] = field(default_factory=list)
+    It boots while the browser starts; `url()` waits for the server's own log line naming its
+    address (no port polling) and fails with the log if it exits or takes too long.
+    """
+
+    def __init__(self, output, token: str, gradebook: Path):
+        self.token, self.gradebook = token, gradebook
+        self.log: list[str] = []
+        self._url: str | None = None
+        self._settled = threading.Event()  # serving, or exited before it could
+        threading.Thread(target=self._follow, args=(output,), daemon=True).start()
+
+    def _follow(self, output) -> None:
+        for line in output:
+            self.log.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/lab", line)
+            if found and not self._settled.is_set():
+                self._url = found.group(1)
+                self._settled.set()
+        self._settled.set()
+
+    def url(self) -> str:
+        if not self._settled.wait(START_TIMEOUT_S):
+            raise AssertionError(f"JupyterLab did not start within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+        if self._url is None:
+            raise AssertionError(f"JupyterLab exited before serving:\n{self.log_tail()}")
+        return self._url
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        return f"{self.url()}/lab/tree/{name}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
         return "".join(self.log[-lines:])
@@ -84,18 +103,9 @@ def _gradebook(home: Path) -> Path:
     return home / "gradebook.sqlite"
 
 
-def _read_lines(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)  # end of output: the server exited
-
-
 @contextmanager
 def jupyter_lab(notebooks: Path, home: Path) -> Iterator[JupyterLab]:
-    """Serve `notebooks` with JupyterLab (state kept under `home`); stop it and its kernels after.
-
-    Ready is read from the server's own log line naming its URL, not by polling the port.
-    """
+    """Start JupyterLab on `notebooks` (state kept under `home`); stop it and its kernels after."""
     token = "servelab-browser-test"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=0",
                f"--ServerApp.root_dir={notebooks}"]
@@ -103,34 +113,10 @@ def jupyter_lab(notebooks: Path, home: Path) -> Iterator[JupyterLab]:
         command.append("--allow-root")  # JupyterLab refuses root without it
     proc = subprocess.Popen(command, cwd=notebooks, env=_isolated_env(home, token), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
-        yield _wait_until_serving(lines, token, notebooks, _gradebook(home))
+        yield JupyterLab(proc.stdout, token, _gradebook(home))
     finally:
         _stop(proc)
-
-
-def _wait_until_serving(lines: queue.Queue, token: str, notebooks: Path, gradebook: Path) -> JupyterLab:
-    log: list[str] = []
-    while True:
-        try:
-            line = lines.get(timeout=START_TIMEOUT_S)
-        except queue.Empty:
-            raise AssertionError(f"JupyterLab did not start within {START_TIMEOUT_S} s:\n{''.join(log)}") from None
-        if line is None:
-            raise AssertionError(f"JupyterLab exited before serving:\n{''.join(log)}")
-        log.append(line)
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/lab", line)
-        if found:
-            lab = JupyterLab(found.group(1), token, notebooks, gradebook, log)
-            threading.Thread(target=_keep_log, args=(lines, log), daemon=True).start()
-            return lab
-
-
-def _keep_log(lines: queue.Queue, log: list[str]) -> None:
-    while (line := lines.get()) is not None:
-        log.append(line)
 
 
 def _stop(proc: subprocess.Popen) -> None:
