@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -98,6 +99,38 @@ def synthetic_result(latencies_ms, status=None, lag_ms=0.0, meta=None):
         "infer_s": np.full(n, 0.0002),
     })
     return Result(frame, {"mode": "open", "duration_s": n * 0.01, "client_cpu": 0.1, "workers": 1, **(meta or {})})
+
+
+_TIMER_ONLY = """
+import asyncio, json, sys, time
+from servelab.load.generator import new_event_loop
+async def keep(rate, seconds):
+    start, lags = time.monotonic() + 0.02, []
+    for k in range(int(rate * seconds)):
+        due = start + k / rate
+        while (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        lags.append((time.monotonic() - due) * 1000.0)
+    lags.sort()
+    return {"p99_ms": lags[int(0.99 * (len(lags) - 1))], "max_ms": lags[-1]}
+print(json.dumps(new_event_loop().run_until_complete(keep(float(sys.argv[1]), float(sys.argv[2])))))
+"""
+
+
+@contextmanager
+def machine_timing(rate: float, seconds: float):
+    """Alongside a measurement, a separate process keeps the same schedule sending nothing.
+
+    Its lateness is the machine's own timing noise (other programs on the cores) during the
+    run, so a test can tell a slow generator from a busy machine. Yields a dict filled on exit.
+    """
+    found: dict = {}
+    proc = subprocess.Popen([sys.executable, "-c", _TIMER_ONLY, str(rate), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        yield found
+    finally:
+        found.update(json.loads(proc.communicate(timeout=seconds + 60)[0]))
 
 
 @contextmanager

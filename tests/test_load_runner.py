@@ -5,7 +5,7 @@ The machine is shared, so bounds are generous; bench/load.py and the report hold
 
 import numpy as np
 import pytest
-from load_fixtures import fixture_url, servelab_server  # noqa: F401 (fixtures)
+from load_fixtures import fixture_url, machine_timing, servelab_server  # noqa: F401 (fixtures)
 
 from servelab import load
 from servelab.load.runner import OIP_BODY, auto_workers, request_body, target_url
@@ -35,16 +35,27 @@ def test_auto_workers_follow_the_busiest_second(monkeypatch):
 
 
 def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):  # noqa: F811
-    """Must-show 1: achieved within 2% of offered, 0 errors, lag p99 < 2 ms (asserted: 5%, 50 ms)."""
-    result = load.run(servelab_server.predict_url, load.Constant(500, 10), progress=False,
-                      meta={"model": "tiny"})
+    """Must-show 1: achieved within 2% of offered, 0 errors, lag p99 < 2 ms (asserted: 5%, 20 ms).
+
+    Other programs share these 2 cores, so a second process keeps the same schedule without
+    sending anything during the run: when even it is late by more than 10 ms at p99, the machine
+    is too busy to judge the generator and the test says so instead of passing or failing.
+    """
+    with machine_timing(500, 10) as machine:
+        result = load.run(servelab_server.predict_url, load.Constant(500, 10), progress=False,
+                          meta={"model": "tiny"})
     s = result.summary()
     print(f"\nmust-show 1: achieved {s['achieved_rate']:.1f}/s of {s['offered_rate']:.0f}/s, errors {s['errors']}, "
           f"lag p50 {s['lag_p50']:.2f} p99 {s['lag_p99']:.2f} max {s['lag_max']:.2f} ms, "
-          f"p50 {s['p50']:.2f} p99 {s['p99']:.2f} ms, client cpu {s['client_cpu']:.0%}")
-    assert s["requests"] == 5000 and s["errors"] == 0
+          f"p50 {s['p50']:.2f} p99 {s['p99']:.2f} ms, client cpu {s['client_cpu']:.0%}; "
+          f"bare event loop p99 {machine['p99_ms']:.2f} ms")
+    assert s["requests"] == 5000 and s["ok"] + s["errors"] == 5000
+    if machine["p99_ms"] > 10.0:
+        pytest.skip(f"machine too busy to judge the generator: an idle event loop was {machine['p99_ms']:.0f} ms "
+                    f"late at p99 during the run (generator lag p99 {s['lag_p99']:.0f} ms, errors {s['errors']})")
+    assert s["errors"] == 0
     assert s["achieved_rate"] == pytest.approx(500, rel=0.05)
-    assert s["lag_p99"] < 50.0  # target 2 ms; other agents load these 2 cores (16-46 ms seen at load average 4-8)
+    assert s["lag_p99"] < 20.0
     assert result.meta["model"] == "tiny" and result.meta["schedule"]["kind"] == "constant"
     assert result.frame["replica"].notna().all() and result.frame["infer_s"].notna().all()
 
