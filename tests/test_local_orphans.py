@@ -31,6 +31,7 @@ OWNER = textwrap.dedent(f"""
 
 def test_sigkill_of_the_owner_leaves_no_process_behind():
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    children: list[psutil.Process] = []
     try:
         assert owner.stdout.readline().strip() == "ready"
         children = psutil.Process(owner.pid).children(recursive=True)
@@ -41,8 +42,11 @@ def test_sigkill_of_the_owner_leaves_no_process_behind():
         owner.wait()
         wait_for(lambda: not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE],
                  10, "every pod, proxy and watchdog process to exit")
-    finally:
+    finally:  # if the test failed: clean up what this owner started, and nothing else
         owner.kill()
-        for child in psutil.Process().children(recursive=True):
-            if child.pid != owner.pid:
+        owner.wait()
+        for child in children:
+            try:
                 child.kill()
+            except psutil.NoSuchProcess:
+                pass
