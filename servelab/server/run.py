@@ -1,8 +1,8 @@
 """Running the app under uvicorn: admission control, graceful SIGTERM, the replica header.
 
 - Admission is decided when a request arrives, before it waits for the event loop: past
-  `max_concurrency` requests in flight, a prediction gets an immediate 503 with Retry-After
-  instead of joining an unbounded queue. Health checks are always admitted.
+  `max_concurrency` predictions in flight, a new one gets an immediate 503 with Retry-After
+  instead of joining an unbounded queue. GETs (health checks, metrics) are always admitted.
 - SIGTERM: readiness turns false at once, the listening socket closes, requests in flight
   finish, and the process exits within the grace period (in-flight requests get all of it but
   the last second, which is for shutting down).
@@ -32,7 +32,7 @@ if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # pragma: no cover - gua
 def _admitting_protocol(server: ModelServer) -> type[HttpToolsProtocol]:
     class AdmittingProtocol(HttpToolsProtocol):
         def _start_asgi_task(self, cycle, app):  # noqa: ANN001 - uvicorn's private signature
-            if cycle.scope["method"] == "POST":  # predictions are the only POSTs
+            if cycle.scope["method"] == "POST":  # every prediction is a POST; no GET is
                 app = server.admit(app)
             super()._start_asgi_task(cycle, app)
 
