@@ -3,6 +3,8 @@
 The machine is shared, so bounds are generous; bench/load.py and the report hold exact figures.
 """
 
+import os
+
 import numpy as np
 import pytest
 from load_fixtures import fixture_url, machine_timing, servelab_server  # noqa: F401 (fixtures)
@@ -38,8 +40,9 @@ def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):  # noqa: F811
     """Must-show 1: achieved within 2% of offered, 0 errors, lag p99 < 2 ms (asserted: 5%, 20 ms).
 
     Other programs share these 2 cores, so a second process keeps the same schedule without
-    sending anything during the run: when even it is late by more than 10 ms at p99, the machine
-    is too busy to judge the generator and the test says so instead of passing or failing.
+    sending anything during the run: when even it is late by more than 10 ms at p99 (or the load
+    average is above 2 per core, when the server itself gets too little CPU), the machine is
+    too busy to judge the generator and the test says so instead of passing or failing.
     """
     with machine_timing(500, 10) as machine:
         result = load.run(servelab_server.predict_url, load.Constant(500, 10), progress=False,
@@ -50,9 +53,11 @@ def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):  # noqa: F811
           f"p50 {s['p50']:.2f} p99 {s['p99']:.2f} ms, client cpu {s['client_cpu']:.0%}; "
           f"bare event loop p99 {machine['p99_ms']:.2f} ms")
     assert s["requests"] == 5000 and s["ok"] + s["errors"] == 5000
-    if machine["p99_ms"] > 10.0:
+    busy = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if machine["p99_ms"] > 10.0 or busy > 2.0:
         pytest.skip(f"machine too busy to judge the generator: an idle event loop was {machine['p99_ms']:.0f} ms "
-                    f"late at p99 during the run (generator lag p99 {s['lag_p99']:.0f} ms, errors {s['errors']})")
+                    f"late at p99 during the run, load average {busy:.1f} per core "
+                    f"(generator lag p99 {s['lag_p99']:.0f} ms, errors {s['errors']})")
     assert s["errors"] == 0
     assert s["achieved_rate"] == pytest.approx(500, rel=0.05)
     assert s["lag_p99"] < 20.0
