@@ -146,7 +146,9 @@ def against_live(
 ) -> Validation:
     """Calibrate on `cluster`, send it a step trace, simulate the same trace and compare.
 
-    `cluster` runs the model-serving Deployment (its pods Ready) behind its Service. Steps last
+    `cluster` runs the model-serving Deployment at a fixed replica count (no HPA), its pods Ready,
+    behind its Service. Pick a model the generator can push past its capacity: on a 2-core machine
+    one 0.5-CPU pod serves about 120-300 req/s of the large model but over 1000 of tiny. Steps last
     `step_s` each at `fractions` of the measured capacity of all its replicas. Calibration: a
     Poisson run at `low_rate` req/s for `calibration_s` (lone-request times; a short warm-up is
     sent first and discarded) and a closed loop of `users` for `saturation_s` (capacity; a closed
