@@ -43,7 +43,11 @@ labs: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The benches cross-check against wrk and hey; as root on Debian/Ubuntu they are installed here.
 bench: setup
+	@for tool in wrk hey; do command -v $$tool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then apt-get install -y -qq $$tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $$tool >/dev/null; }; \
+	  else echo "bench: $$tool is missing; install it (apt-get install $$tool / brew install $$tool) for its comparison"; fi; }; done
 	$(BIN)/python -m bench $(AREAS)
 
 clean:
