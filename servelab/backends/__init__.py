@@ -56,10 +56,11 @@ def kube_problem(context: str, timeout: float = KUBE_PROBE_TIMEOUT_S) -> str | N
     try:
         from kubernetes import client, config
 
-        contexts, _ = config.list_kube_config_contexts()
+        # Pass the path: the client reads $KUBECONFIG once, when it is first imported.
+        contexts, _ = config.list_kube_config_contexts(config_file=paths)
         if context not in {c["name"] for c in contexts}:
             return f"kubeconfig has no context {context!r} (make cluster creates it)"
-        api = config.new_client_from_config(context=context)
+        api = config.new_client_from_config(config_file=paths, context=context)
         client.VersionApi(api).get_code(_request_timeout=timeout)
     except Exception as error:  # any failure means "not reachable": say what it was
         return f"context {context!r} did not answer: {type(error).__name__}: {str(error)[:120]}"
