@@ -15,9 +15,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,15 +48,18 @@ STOP_TIMEOUT_S = 20
 class JupyterLab:
     """A JupyterLab being started: its token, the gradebook its kernels write, its log.
 
-    It boots while the browser starts; `url()` waits for the server's own log line naming its
-    address (no port polling) and fails with the log if it exits or takes too long.
+    It boots while the browser starts. `url()` waits for the server's log line naming its
+    address, then for the port to accept: Jupyter Server logs the address before its event
+    loop binds the socket. It fails with the log if the server exits or takes too long.
     """
 
     def __init__(self, output, token: str, gradebook: Path):
         self.token, self.gradebook = token, gradebook
         self.log: list[str] = []
         self._url: str | None = None
-        self._settled = threading.Event()  # serving, or exited before it could
+        self._listening = False
+        self._settled = threading.Event()  # address logged, or exited before it was
+        self._exited = threading.Event()
         threading.Thread(target=self._follow, args=(output,), daemon=True).start()
 
     def _follow(self, output) -> None:
@@ -64,13 +69,19 @@ class JupyterLab:
             if found and not self._settled.is_set():
                 self._url = found.group(1)
                 self._settled.set()
+        self._exited.set()
         self._settled.set()
 
     def url(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
         if not self._settled.wait(START_TIMEOUT_S):
             raise AssertionError(f"JupyterLab did not start within {START_TIMEOUT_S} s:\n{self.log_tail()}")
-        if self._url is None:
-            raise AssertionError(f"JupyterLab exited before serving:\n{self.log_tail()}")
+        while not self._listening:
+            self._listening = self._url is not None and _accepts(self._url)
+            if not self._listening and self._exited.is_set():
+                raise AssertionError(f"JupyterLab exited before serving:\n{self.log_tail()}")
+            if not self._listening and time.monotonic() > deadline:
+                raise AssertionError(f"JupyterLab did not listen within {START_TIMEOUT_S} s:\n{self.log_tail()}")
         return self._url
 
     def notebook_url(self, name: str) -> str:
@@ -78,6 +89,17 @@ class JupyterLab:
 
     def log_tail(self, lines: int = 40) -> str:
         return "".join(self.log[-lines:])
+
+
+def _accepts(url: str) -> bool:
+    """True if something accepts connections at `url`'s port; a refusal costs a short pause."""
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        time.sleep(0.05)
+        return False
 
 
 def _isolated_env(home: Path, token: str) -> dict[str, str]:
