@@ -26,6 +26,7 @@ from servelab.load import runner, schedules
 from servelab.load.result import Result
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.75)  # of one-replica capacity: the issue's target is below 0.8
+DRIFT_WARN = 0.15  # capacity measured after the live run differing by more than this: the machine changed
 LATENCY_ROWS = ("p50", "p95", "p99")
 
 
@@ -100,10 +101,12 @@ class Validation:
     """Everything one check measured and predicted, so a lab can plot or question any part of it."""
 
     capacity_rps: float  # one pod's, from the saturating run
+    capacity_after_rps: float  # the same measured again after the live run: did the machine change?
     service: sim.ServiceTimes
     schedule: schedules.Step
     low: Result  # calibration: a lone request's time
     saturated: Result  # calibration: what one pod can serve
+    saturated_after: Result
     live: Result
     predicted: Result
     steps: pd.DataFrame
@@ -113,7 +116,8 @@ class Validation:
     def __str__(self) -> str:
         lines = [
             f"calibration: lone request p50 {self.low.summary()['p50']:.2f} ms; one pod serves "
-            f"{self.capacity_rps:.0f} req/s ({self.service.source})",
+            f"{self.capacity_rps:.0f} req/s ({self.service.source}); {self.capacity_after_rps:.0f} req/s "
+            "measured again after the trace",
             f"trace: {', '.join(f'{d:g} s at {r:.0f} req/s' for d, r in self.schedule.steps)}",
             "", "per step:", self.steps.to_string(float_format=lambda v: f"{v:.4g}"),
             "", "overall:", self.overall.to_string(float_format=lambda v: f"{v:.4g}"),
@@ -122,9 +126,9 @@ class Validation:
         return "\n".join(lines)
 
     def save(self, directory: str | Path) -> Path:
-        """Each run as `Result.save` writes it (low/, saturated/, live/, predicted/) and both tables as CSV."""
+        """Each run as `Result.save` writes it (a folder per field holding a Result) and both tables as CSV."""
         directory = Path(directory)
-        for name in ("low", "saturated", "live", "predicted"):
+        for name in ("low", "saturated", "live", "predicted", "saturated_after"):
             getattr(self, name).save(directory / name)
         self.steps.to_csv(directory / "steps.csv")
         self.overall.to_csv(directory / "overall.csv")
@@ -152,7 +156,9 @@ def against_live(
     `step_s` each at `fractions` of the measured capacity of all its replicas. Calibration: a
     Poisson run at `low_rate` req/s for `calibration_s` (lone-request times; a short warm-up is
     sent first and discarded) and a closed loop of `users` for `saturation_s` (capacity; a closed
-    loop keeps the pods busy without an unbounded queue, which would fail readiness probes).
+    loop keeps the pods busy without an unbounded queue, which would fail readiness probes). The
+    closed loop runs again after the trace: a capacity that moved means other programs took or
+    gave back CPU during the check, which the prediction could not know (see `warnings`).
     """
     url = cluster.service_url()
     runner.run(url, schedules.Constant(low_rate, 2.0), progress=False)  # connections, caches, model
@@ -171,17 +177,21 @@ def against_live(
         cpu_busy_cores=meta.get("cpu_limit_cores") or meta["cpu_request_cores"],
     )
     predicted = sim.simulate(schedule, service, policy=sim.Static(replicas), pod=pod, seed=seed)
+    after = runner.run_closed(url, users, saturation_s, cluster=cluster, progress=progress)
+    capacity_after = after.summary()["achieved_rate"] / replicas
     return Validation(
         capacity_rps=capacity,
+        capacity_after_rps=capacity_after,
         service=service,
         schedule=schedule,
         low=low,
         saturated=saturated,
+        saturated_after=after,
         live=live,
         predicted=predicted,
         steps=by_step(live, predicted, schedule, capacity * replicas, price),
         overall=compare(live, predicted, price),
-        warnings=_warnings(low, saturated, live),
+        warnings=_warnings(low, saturated, live, capacity_after / capacity),
     )
 
 
@@ -198,12 +208,16 @@ def _measure(cluster, url: str, schedule: schedules.Schedule, progress: bool | N
     return live
 
 
-def _warnings(low: Result, saturated: Result, live: Result) -> list[str]:
-    """What makes this comparison less trustworthy: the generator's own warnings, unenforced limits."""
+def _warnings(low: Result, saturated: Result, live: Result, drift: float) -> list[str]:
+    """What makes this comparison less trustworthy: the generator's own warnings, unenforced limits,
+    a capacity that moved during the check (`drift` = after / before)."""
     found = [f"{name} run: {w}" for name, r in (("calibration", low), ("saturating", saturated), ("live", live))
              for w in r.summary()["warnings"]]
     if live.meta.get("limits_enforced") is False:
         found.append(f"CPU limits were not enforced ({live.meta.get('limits_note', '')}): pods used what they could get")
+    if abs(drift - 1) > DRIFT_WARN:
+        found.append(f"one pod's capacity moved by {drift - 1:+.0%} between before and after the trace: other "
+                     "programs changed how much CPU the pod and the generator got, so the calibration did not hold")
     return found
 
 

@@ -16,6 +16,7 @@ from servelab import validate
 from servelab.backends.local import LocalCluster
 
 NAME = "model-serving-deployment"
+LAG_DISTURBED_MS = 20.0  # generator send lag p99 beyond which its latencies say more about the machine
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def check():
 
 
 def test_nothing_failed(check):
-    for run in (check.low, check.saturated, check.live):
+    for run in (check.low, check.saturated, check.live, check.saturated_after):
         assert run.summary()["errors"] == 0, run.summary()["errors_by_status"]
     assert check.overall.at["errors", "predicted"] == 0
 
@@ -42,8 +43,16 @@ def test_simulator_replays_the_live_arrivals(check):
 
 
 def test_p95_within_a_factor_of_two(check):
-    """Loose on purpose: other programs on the shared machine slow the pod at moments the calibration
-    did not see. Wrong units, a capacity off by far or misaligned arrivals still fail it."""
+    """Loose on purpose: wrong units, a capacity off by far or misaligned arrivals still fail it.
+
+    Skipped when the check itself shows other programs changed the machine under it (the pod's
+    capacity moved, or the generator fell far behind): then no calibration could hold.
+    """
+    disturbed = [w for w in check.warnings if "capacity moved" in w]
+    disturbed += [f"{name} run: send lag p99 {r.summary()['lag_p99']:.0f} ms" for name, r in
+                  (("calibration", check.low), ("live", check.live)) if r.summary()["lag_p99"] > LAG_DISTURBED_MS]
+    if disturbed:
+        pytest.skip("machine too busy for a timing comparison: " + "; ".join(disturbed))
     ratios = [check.overall.at["p95_ms", "predicted"] / check.overall.at["p95_ms", "measured"]]
     ratios += list(check.steps["predicted_p95_ms"] / check.steps["measured_p95_ms"])
     assert all(0.5 <= r <= 2.0 for r in ratios), f"predicted/measured p95: {ratios}\n{check}"
