@@ -36,13 +36,16 @@ def steps(text: str) -> list[tuple[float, float]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True,
                         help="predict/infer URL, or a server's base URL (the protocol's path is added)")
-    parser.add_argument("--rate", type=float, help="requests/s (open loop); for ramp the start rate; for diurnal the mean")
+    parser.add_argument("--rate", type=float,
+                        help="requests/s (open loop); for ramp the start rate; for diurnal the mean")
     parser.add_argument("--duration", type=duration, help="how long to offer load, e.g. 10s, 2m (default 10s)")
-    parser.add_argument("--schedule", default="constant", choices=["constant", "poisson", "step", "ramp", "diurnal", "trace"],
+    parser.add_argument("--schedule", default="constant",
+                        choices=["constant", "poisson", "step", "ramp", "diurnal", "trace"],
                         help="shape of the offered load over time (default: constant)")
     parser.add_argument("--end-rate", type=float, help="ramp: the rate at the end")
     parser.add_argument("--steps", type=steps, help="step: duration:rate pairs, e.g. 10s:50,10s:200")
-    parser.add_argument("--peak-to-trough", type=float, default=4.0, help="diurnal: peak rate / trough rate (default 4)")
+    parser.add_argument("--peak-to-trough", type=float, default=4.0,
+                        help="diurnal: peak rate / trough rate (default 4)")
     parser.add_argument("--period", type=duration, help="diurnal: length of one 'day' (default: the duration)")
     parser.add_argument("--trace", help="trace: CSV file with columns time_s,rate")
     parser.add_argument("--users", type=int, help="closed loop instead: this many users, each waiting for its answer")
@@ -101,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         schedule = schedule_from_args(args)
         result = runner.run(args.url, schedule, workers=args.workers, seed=args.seed, **common)
-        title = f"open loop: {args.schedule} {len(result.frame) / schedule.duration:.0f} req/s for {schedule.duration:g} s -> {result.meta['url']}"
+        rate = len(result.frame) / schedule.duration
+        title = f"open loop: {args.schedule} {rate:.0f} req/s for {schedule.duration:g} s -> {result.meta['url']}"
     print(format_summary(result.summary(), title))
     if args.save:
         print(f"saved: {result.save(args.save)}/requests.csv, meta.json")

@@ -209,7 +209,8 @@ async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
     rec = _Recorder(capacity)
     connector = aiohttp.TCPConnector(limit=shard.max_inflight, keepalive_timeout=60, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=shard.timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)) as session:
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",))
+    async with session:
         start = start_at()  # blocks until the parent says go: all shards share one start time
         reporter = asyncio.ensure_future(_report(rec, report))
         usage = _Usage(start, shard)

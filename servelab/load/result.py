@@ -196,8 +196,9 @@ def _checks(lag_p99: float, cpu: float, not_sent: int, errors: int, total: int, 
         warnings.append(f"generator fell behind its schedule: send lag p99 {lag_p99:.1f} ms > {LAG_WARN_MS:g} ms; "
                         "latencies include this lag (close other busy programs, or use more generator processes)")
     if cpu > CPU_WARN:
+        workers = meta.get("workers", 1)
         warnings.append(f"generator process used {cpu:.0%} of a CPU core: the client may be the bottleneck "
-                        f"(workers={meta.get('workers', 1)}; try workers={meta.get('workers', 1) + 1} if cores are free)")
+                        f"(workers={workers}; try workers={workers + 1} if cores are free)")
     if not_sent:
         warnings.append(f"{not_sent} requests were not sent because max_inflight={meta.get('max_inflight')} "
                         "answers were already awaited: the server is far behind (or raise max_inflight)")

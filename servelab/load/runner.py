@@ -46,7 +46,8 @@ _PATHS = {"tfserving": "/v1/models/{model}:predict", "oip": "/v2/models/{model}/
 def target_url(url: str, protocol: str = "tfserving", model: str = "my-model") -> str:
     """The predict/infer URL: `url` itself if it names an endpoint, else the protocol's path under it."""
     if protocol not in _PATHS:
-        raise ValueError(f"protocol must be 'tfserving' (TF Serving v1 REST) or 'oip' (Open Inference v2), got {protocol!r}")
+        raise ValueError(f"protocol must be 'tfserving' (TF Serving v1 REST) or 'oip' (Open Inference v2), "
+                         f"got {protocol!r}")
     if url.endswith(":predict") or url.endswith("/infer"):
         return url
     return url.rstrip("/") + _PATHS[protocol].format(model=model)
