@@ -113,6 +113,11 @@ class Validation:
     overall: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def capacity_drift(self) -> float:
+        """How far one pod's capacity moved during the check (after / before - 1): other programs' doing."""
+        return self.capacity_after_rps / self.capacity_rps - 1
+
     def __str__(self) -> str:
         lines = [
             f"calibration: lone request p50 {self.low.summary()['p50']:.2f} ms; one pod serves "
@@ -191,7 +196,7 @@ def against_live(
         predicted=predicted,
         steps=by_step(live, predicted, schedule, capacity * replicas, price),
         overall=compare(live, predicted, price),
-        warnings=_warnings(low, saturated, live, capacity_after / capacity),
+        warnings=_warnings(low, saturated, live, capacity_after / capacity - 1),
     )
 
 
@@ -210,13 +215,14 @@ def _measure(cluster, url: str, schedule: schedules.Schedule, progress: bool | N
 
 def _warnings(low: Result, saturated: Result, live: Result, drift: float) -> list[str]:
     """What makes this comparison less trustworthy: the generator's own warnings, unenforced limits,
-    a capacity that moved during the check (`drift` = after / before)."""
+    a capacity that moved during the check (`drift` = after / before - 1)."""
     found = [f"{name} run: {w}" for name, r in (("calibration", low), ("saturating", saturated), ("live", live))
              for w in r.summary()["warnings"]]
     if live.meta.get("limits_enforced") is False:
-        found.append(f"CPU limits were not enforced ({live.meta.get('limits_note', '')}): pods used what they could get")
-    if abs(drift - 1) > DRIFT_WARN:
-        found.append(f"one pod's capacity moved by {drift - 1:+.0%} between before and after the trace: other "
+        note = live.meta.get("limits_note", "")
+        found.append(f"CPU limits were not enforced ({note}): pods used what they could get")
+    if abs(drift) > DRIFT_WARN:
+        found.append(f"one pod's capacity moved by {drift:+.0%} between before and after the trace: other "
                      "programs changed how much CPU the pod and the generator got, so the calibration did not hold")
     return found
 

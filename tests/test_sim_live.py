@@ -48,7 +48,8 @@ def test_p95_within_a_factor_of_two(check):
     Skipped when the check itself shows other programs changed the machine under it (the pod's
     capacity moved, or the generator fell far behind): then no calibration could hold.
     """
-    disturbed = [w for w in check.warnings if "capacity moved" in w]
+    drift = check.capacity_drift
+    disturbed = [f"capacity moved {drift:+.0%}"] if abs(drift) > validate.DRIFT_WARN else []
     disturbed += [f"{name} run: send lag p99 {r.summary()['lag_p99']:.0f} ms" for name, r in
                   (("calibration", check.low), ("live", check.live)) if r.summary()["lag_p99"] > LAG_DISTURBED_MS]
     if disturbed:
