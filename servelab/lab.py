@@ -276,25 +276,6 @@ def cost_by_rate(sweep, price=None) -> pd.DataFrame:
     return table
 
 
-class PerRun:
-    """`cluster` for `load.run`/`load.sweep`: each run's metadata covers only the time since the last.
-
-    The load generator asks `cluster.run_metadata()` once, when a run ends; unwindowed, that
-    prices the pods' whole life so far against one run's predictions. This wrapper clips the
-    pods to the time since it was made (first run) or since the previous run ended.
-    """
-
-    def __init__(self, cluster) -> None:
-        self.cluster = cluster
-        self.since = time.time()
-
-    def run_metadata(self) -> dict:
-        now = time.time()
-        meta = self.cluster.run_metadata(start_unix_s=self.since, end_unix_s=now)
-        self.since = now
-        return meta
-
-
 def deployment(*, model: str | None = None, replicas: int | None = None) -> dict:
     """The lesson's Deployment manifest as a dict, serving `model` and/or with `replicas` changed.
 

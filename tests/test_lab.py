@@ -105,18 +105,3 @@ def test_pod_cost_table_prices_an_idle_pod_by_its_request():
     hourly = 0.5 * price.cpu_core_hour + 0.25 * price.memory_gib_hour
     assert table.loc["a", "$ per hour"] == pytest.approx(hourly)
     assert table.loc["all pods", f"$ per month ({lab.HOURS_PER_MONTH} h)"] == pytest.approx(hourly * lab.HOURS_PER_MONTH)
-
-
-def test_per_run_windows_follow_one_another():
-    class Cluster:
-        windows: list[tuple[float, float]] = []
-
-        def run_metadata(self, start_unix_s=None, end_unix_s=None):
-            self.windows.append((start_unix_s, end_unix_s))
-            return {}
-
-    per_run = lab.PerRun(Cluster())
-    per_run.run_metadata()
-    per_run.run_metadata()
-    (start1, end1), (start2, end2) = Cluster.windows
-    assert start1 <= end1 == start2 <= end2

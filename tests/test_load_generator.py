@@ -90,13 +90,18 @@ def test_server_timing_infer_duration(header, ms):
 
 def test_cluster_metadata_and_caller_meta_are_merged(fixture_url):  # noqa: F811
     class FakeCluster:
-        def run_metadata(self):
+        windows: list[tuple[float, float]] = []
+
+        def run_metadata(self, start_unix_s, end_unix_s):
+            self.windows.append((start_unix_s, end_unix_s))
             return {"backend": "local", "replicas": 2, "limits_enforced": False, "pods": []}
 
     result = load.run(ep(fixture_url, "ok"), load.Constant(10, 0.2), cluster=FakeCluster(),
                       meta={"model": "tiny"}, progress=False)
     meta = result.meta
     assert (meta["backend"], meta["replicas"], meta["limits_enforced"], meta["model"]) == ("local", 2, False, "tiny")
+    [(start, end)] = FakeCluster.windows  # the cluster is asked about this run's own window
+    assert 0 < end - start < 30
     assert meta["schedule"] == {"kind": "constant", "rate": 10.0, "duration": 0.2}
     assert meta["url"] == ep(fixture_url, "ok") and meta["cpu_count"] >= 1
     assert {"python", "servelab", "aiohttp", "onnxruntime"} <= set(meta["versions"])

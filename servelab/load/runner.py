@@ -122,8 +122,10 @@ def _shard(url, protocol, body, model, timeout, max_inflight) -> Shard:
 def _execute(shards, total, duration, label, progress, template, info, meta, cluster) -> Result:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     show = duration >= PROGRESS_MIN_S if progress is None else bool(progress)
+    started_unix = time.time()
     with _Progress(total, label, show) as bar:
         records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
+    ended_unix = time.time()
     cpu_fraction = max(r.cpu_s / r.wall_s if r.wall_s > 0 else 0.0 for r in records)
     run_meta = {
         **environment(),
@@ -138,7 +140,8 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         **info,
         "backend": None,  # unknown unless a cluster (or `meta`) says; kept so saved runs share keys
         "replicas": None,
-        **(cluster.run_metadata() if cluster is not None else {}),
+        # The pods as they were during this run only, so its cost is this run's, not the pods' whole life.
+        **(cluster.run_metadata(start_unix_s=started_unix, end_unix_s=ended_unix) if cluster is not None else {}),
         **(meta or {}),
     }
     return Result.from_records(records, run_meta, duration=duration)
