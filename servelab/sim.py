@@ -57,11 +57,15 @@ class ServiceTimes:
 
     @classmethod
     def empirical(cls, values_s, source: str = "given array", busy_s=None) -> ServiceTimes:
-        """From measured answer times; `busy_s` (same length, each <= its answer) defaults to all of it."""
+        """From measured answer times; `busy_s` (same length) defaults to all of each answer.
+
+        A busy time may exceed its answer: a pod under a CPU limit answers a lone request at full
+        speed but pays for it out of its quota, so it serves fewer per second than 1 / answer.
+        """
         samples = np.asarray(values_s, dtype=np.float64)
         busy = samples if busy_s is None else np.asarray(busy_s, dtype=np.float64)
         keep = np.isfinite(samples) & np.isfinite(busy)
-        samples, busy = samples[keep], np.minimum(busy[keep], samples[keep])
+        samples, busy = samples[keep], busy[keep]
         if len(samples) == 0 or samples.min() < 0 or busy.min() < 0:
             raise ValueError("service times must be a non-empty array of seconds >= 0")
         return cls("empirical", float(samples.mean()), source, samples, busy)
@@ -100,7 +104,9 @@ def calibrate(result: Result | str | Path, saturated: Result | str | Path | None
     ok = result.frame.loc[result.ok]
     if len(ok) == 0:
         raise ValueError("the run has no successful requests to calibrate from")
-    answer = ok["service_s"].to_numpy()
+    # From the intended send in an open loop, as the live latencies it will be compared with are:
+    # the generator's own lag is part of what a learner measures.
+    answer = ok["latency_s" if result.meta.get("mode", "open") == "open" else "service_s"].to_numpy()
     source = f"{len(ok)} successful requests of a {result.meta.get('backend', 'live')} run"
     if saturated is None:
         return ServiceTimes.empirical(answer, source)
