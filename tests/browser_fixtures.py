@@ -161,11 +161,11 @@ def _stop(proc: subprocess.Popen) -> None:
     for leftover in alive:
         leftover.kill()
     try:
-        os.killpg(proc.pid, 0)
-        leftover_group = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        group_outlived = True
     except ProcessLookupError:
-        leftover_group = False
-    assert not leftover_group, "JupyterLab's process group outlived SIGTERM"
+        group_outlived = False
+    assert not group_outlived, "processes of JupyterLab's group outlived it (now killed)"
     assert not alive, f"processes JupyterLab started outlived it (now killed): {[p.pid for p in alive]}"
 
 
@@ -180,13 +180,13 @@ def chromium_page(chromium: str, profile: Path):
             profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 1000},
         )
-        # playwright's driver is our new child and chromium runs under it; kernels started
-        # meanwhile belong to JupyterLab and are checked when it stops.
-        started = [p for p in psutil.Process().children() if p.pid not in before]
-        started += [child for p in started for child in p.children(recursive=True)]
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
+            # Our new child is playwright's driver, with chromium and its renderers under it.
+            # (Kernels belong to JupyterLab, an older child, and are checked when it stops.)
+            started = [p for p in psutil.Process().children() if p.pid not in before]
+            started += [child for p in started for child in p.children(recursive=True)]
             context.close()
     _, alive = psutil.wait_procs(started, timeout=STOP_TIMEOUT_S)
     for leftover in alive:
