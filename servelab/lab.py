@@ -288,3 +288,75 @@ def deployment(*, model: str | None = None, replicas: int | None = None) -> dict
         args = manifest["spec"]["template"]["spec"]["containers"][0]["args"]
         args[args.index("--model") + 1] = model
     return manifest
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Poll `condition` until it holds; a cluster changes on its own clock, so there is no event to await."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still not true after {timeout_s:g} s: {condition.__doc__ or 'see the cell'}")
+        time.sleep(0.2)
+
+
+def step_edges(steps: list[tuple[float, float]]) -> list[float]:
+    """Where a `load.Step`'s rate changes, in seconds from its start (first edge 0, last its end)."""
+    return [0.0, *np.cumsum([seconds for seconds, _ in steps]).tolist()]
+
+
+def ready_pods(timeline: pd.DataFrame, start_s: float) -> pd.DataFrame:
+    """Ready pods (`ready`) after every readiness change, at `t` seconds since `start_s`, from t=0 on."""
+    from servelab.backends import base
+
+    changes = timeline[timeline.kind.isin([base.POD_READY, base.POD_NOT_READY, base.POD_TERMINATING])]
+    ready: set[str] = set()
+    rows = []
+    for event in changes.itertuples():
+        (ready.add if event.kind == base.POD_READY else ready.discard)(event.object)
+        rows.append((event.t_s - start_s, len(ready)))
+    counts = pd.DataFrame(rows, columns=["t", "ready"])
+    before = counts[counts.t < 0]["ready"]
+    at_start = pd.DataFrame({"t": [0.0], "ready": [before.iloc[-1] if len(before) else 0]})
+    return pd.concat([at_start, counts[counts.t >= 0]], ignore_index=True)
+
+
+def scaling_delays(timeline: pd.DataFrame, start_s: float, edges: list[float]) -> pd.Series:
+    """How long the HPA took to follow a low-high-low step: scale-up, pod ready, scale-down (s).
+
+    `edges` as from `step_edges`: the rate rises at edges[1] and falls at edges[2].
+    """
+    from servelab.backends import base
+
+    scaled = timeline[(timeline.kind == base.SCALED) & (timeline.t_s >= start_s)]
+    first_up = scaled[scaled["new"] > scaled["old"]]["t_s"].min() - start_s
+    first_down = scaled[scaled["new"] < scaled["old"]]["t_s"].min() - start_s
+    ready = ready_pods(timeline, start_s)
+    first_ready = ready[(ready.t > first_up) & (ready.ready > 1)]["t"].min()
+    return pd.Series({
+        "step up → HPA scales up (s)": first_up - edges[1],
+        "HPA scales up → new pod ready (s)": first_ready - first_up,
+        "step down → HPA scales down (s)": first_down - edges[2],
+    }).round(1)
+
+
+def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_ms: float) -> pd.DataFrame:
+    """One row per run of the same step: p95 overall and in the peak, failures, late share, pods, $/1M, idle."""
+    from servelab import cost
+
+    late_column = f"over {slo_ms:g} ms or failed (%)"
+    rows = {}
+    for name, run in runs.items():
+        frame, report, summary = run.frame, cost.cost_of_result(run, price), run.summary()
+        ok = (frame.status >= 200) & (frame.status < 300)
+        in_peak = frame[frame.intended_s.between(*peak) & ok]
+        pod_seconds = sum(pod["end_s"] - pod["start_s"] for pod in run.meta["pods"])
+        rows[name] = {
+            "p95 (ms)": summary["p95"],
+            "p95 in the peak (ms)": in_peak.latency_s.quantile(0.95) * 1000,
+            "failed": summary["errors"],
+            late_column: 100 * ((frame.latency_s * 1000 > slo_ms) | ~ok).mean(),
+            "mean pods": pod_seconds / run.duration_s,
+            "$ per 1M predictions": report.per_million,
+            "idle share": report.idle_share,
+        }
+    return pd.DataFrame(rows).T

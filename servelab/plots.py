@@ -220,3 +220,60 @@ def cost_per_million(costs: pd.DataFrame, ax=None):
     lines = ax.get_legend_handles_labels(), idle.get_legend_handles_labels()
     ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize="small")
     return ax
+
+
+def replicas_over_time(result, timeline: pd.DataFrame, start_s: float, edges: list[float], *,
+                       slo_ms: float | None = None):
+    """Latency over time above, and below it the ready pods, the HPA's replica count and its
+    decisions' CPU utilization, on one time axis, so the scale-up gap lines up with the p95 it causes.
+
+    `timeline` is `cluster.timeline()`, `start_s` the cluster's clock when the run began, `edges`
+    where the offered rate changed (`lab.step_edges`).
+    """
+    from servelab import lab
+    from servelab.backends import base
+
+    decisions = timeline[(timeline.kind == base.HPA_DECISION) & (timeline.t_s >= start_s)]
+    scaled = timeline[(timeline.kind == base.SCALED) & (timeline.t_s >= start_s)]
+    ready = lab.ready_pods(timeline, start_s)
+    delays = lab.scaling_delays(timeline, start_s, edges)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, layout="constrained")
+    latency_over_time(result, ax=top, slo_ms=slo_ms)
+    bottom.step(ready["t"], ready["ready"], where="post", color="tab:green", lw=2, label="ready pods")
+    bottom.step(scaled["t_s"] - start_s, scaled["new"], where="post", color="black", ls=":",
+                label="replicas the HPA set")
+    bottom.set_ylabel("replicas")
+    bottom.set_ylim(0, max(4, ready["ready"].max(), scaled["new"].max() if len(scaled) else 0) + 0.5)
+    util = bottom.twinx()
+    util.plot(decisions["t_s"] - start_s, decisions["utilization_pct"], "o", color="tab:purple", ms=4,
+              label="HPA decision: CPU utilization")
+    if len(decisions):
+        util.axhline(decisions["target_pct"].iloc[0], color="tab:purple", ls="--", lw=1, label="target utilization")
+    util.set_ylabel("CPU utilization (% of request)")
+    for edge in edges[1:-1]:
+        for ax in (top, bottom):
+            ax.axvline(edge, color="grey", lw=0.8)
+    bottom.set_xlabel("time since the run started (s); grey lines: the rate changes")
+    up, ready_after, down = delays.to_numpy()
+    bottom.set_title(f"The HPA added pods {up:.1f} s after the step, they were ready {ready_after:.1f} s later; "
+                     f"it removed pods {down:.0f} s after the drop")
+    handles = [a.get_legend_handles_labels() for a in (bottom, util)]
+    bottom.legend(handles[0][0] + handles[1][0], handles[0][1] + handles[1][1], fontsize="small", loc="upper right")
+    return fig
+
+
+def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str):
+    """Bar charts of p95 in the peak and $ per 1M, one bar per run (`lab.step_comparison`'s table);
+    the title says how many times `dear` costs `cheap` per prediction."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+    table["p95 in the peak (ms)"].plot.barh(ax=left, color="tab:orange", logx=True)
+    left.axvline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
+    left.set_xlabel("p95 during the peak (ms, log scale)")
+    left.legend(fontsize="small")
+    table["$ per 1M predictions"].plot.barh(ax=right, color="tab:green")
+    right.set_xlabel("$ per 1M predictions")
+    right.set_yticklabels([])
+    times = table.loc[dear, "$ per 1M predictions"] / table.loc[cheap, "$ per 1M predictions"]
+    fig.suptitle(f"'{dear}' cost {times:.1f}x what '{cheap}' cost per prediction")
+    return fig

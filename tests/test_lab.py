@@ -105,3 +105,49 @@ def test_pod_cost_table_prices_an_idle_pod_by_its_request():
     hourly = 0.5 * price.cpu_core_hour + 0.25 * price.memory_gib_hour
     assert table.loc["a", "$ per hour"] == pytest.approx(hourly)
     assert table.loc["all pods", f"$ per month ({lab.HOURS_PER_MONTH} h)"] == pytest.approx(hourly * lab.HOURS_PER_MONTH)
+
+
+def hpa_step_timeline(start_s: float = 10.0):
+    """A step whose rate rises at 10 s and falls at 30 s (relative): the HPA adds a pod 2 s after the
+    rise, it is ready 3 s later, and the HPA removes it 32 s after the fall."""
+    events = [
+        base.Event(5.0, base.POD_READY, "pod/a", "ready"),
+        base.Event(start_s + 5, base.HPA_DECISION, "hpa/h", "", dict(utilization_pct=20.0, target_pct=50.0, current=1, desired=1)),
+        base.Event(start_s + 12, base.HPA_DECISION, "hpa/h", "", dict(utilization_pct=90.0, target_pct=50.0, current=1, desired=2)),
+        base.Event(start_s + 12, base.SCALED, "deployment/d", "", dict(old=1, new=2)),
+        base.Event(start_s + 15, base.POD_READY, "pod/b", "ready"),
+        base.Event(start_s + 62, base.SCALED, "deployment/d", "", dict(old=2, new=1)),
+        base.Event(start_s + 62, base.POD_TERMINATING, "pod/b", "deleted"),
+    ]
+    return base.events_frame(events), start_s
+
+
+def test_step_edges_are_where_the_rate_changes():
+    assert lab.step_edges([(10, 20), (20, 250), (30, 20)]) == [0.0, 10.0, 30.0, 60.0]
+
+
+def test_ready_pods_start_from_what_was_ready_before_the_run():
+    timeline, start_s = hpa_step_timeline()
+    ready = lab.ready_pods(timeline, start_s)
+    assert ready.values.tolist() == [[0.0, 1], [15.0, 2], [62.0, 1]]
+
+
+def test_scaling_delays_measure_each_lag_of_the_hpa():
+    timeline, start_s = hpa_step_timeline()
+    delays = lab.scaling_delays(timeline, start_s, [0.0, 10.0, 30.0, 60.0])
+    assert delays.tolist() == [2.0, 3.0, 32.0]
+
+
+def test_step_comparison_counts_late_and_failed_requests_and_mean_pods():
+    from load_fixtures import synthetic_result
+
+    pod = dict(name="a", start_s=0.0, end_s=1.0, cpu_request_cores=0.5, memory_request_gib=0.25, cpu_used_core_s=0.1)
+    fast = synthetic_result([5.0] * 100, meta={"pods": [pod]})
+    slow = synthetic_result([5.0] * 50 + [80.0] * 40 + [5.0] * 10, status=[200] * 90 + [500] * 10,
+                            meta={"pods": [pod, {**pod, "name": "b"}]})
+    table = lab.step_comparison({"fast": fast, "slow": slow}, cost.load_pricing(), peak=(0.0, 1.0), slo_ms=50)
+    assert table.loc["fast", "over 50 ms or failed (%)"] == 0
+    assert table.loc["slow", "over 50 ms or failed (%)"] == pytest.approx(50.0)  # 40 late + 10 failed of 100
+    assert table.loc["slow", "failed"] == 10
+    assert table.loc["fast", "mean pods"] == pytest.approx(1.0) and table.loc["slow", "mean pods"] == pytest.approx(2.0)
+    assert table.loc["slow", "$ per 1M predictions"] > table.loc["fast", "$ per 1M predictions"] > 0

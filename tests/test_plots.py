@@ -75,3 +75,22 @@ def test_a_second_without_successes_leaves_a_gap_in_the_p95_line():
     ax = plots.latency_over_time(synthetic_result([3.0] * 300, status=status))
     values = ax.patches[0].get_data().values  # the p95 stairs
     assert len(values) == 3 and np.isnan(values[1]) and values[0] == pytest.approx(3.0)
+
+
+def test_replicas_over_time_titles_the_scaling_delays():
+    from test_lab import hpa_step_timeline
+
+    timeline, start_s = hpa_step_timeline()
+    fig = plots.replicas_over_time(synthetic_result([5.0] * 100), timeline, start_s, [0.0, 10.0, 30.0, 60.0], slo_ms=50)
+    top, bottom, _ = fig.axes
+    assert bottom.get_title() == "The HPA added pods 2.0 s after the step, they were ready 3.0 s later; it removed pods 32 s after the drop"
+    assert bottom.get_ylabel() == "replicas" and "latency" in top.get_ylabel()
+
+
+def test_p95_and_cost_states_how_much_more_the_dear_option_costs():
+    import pandas as pd
+
+    table = pd.DataFrame({"p95 in the peak (ms)": [10.0, 400.0], "$ per 1M predictions": [0.3, 0.1]}, index=["four", "hpa"])
+    fig = plots.p95_and_cost(table, slo_ms=50, cheap="hpa", dear="four")
+    assert fig._suptitle.get_text() == "'four' cost 3.0x what 'hpa' cost per prediction"
+    assert fig.axes[0].get_xlabel() == "p95 during the peak (ms, log scale)"
