@@ -23,7 +23,7 @@ LESSON_ANSWERS = {
 
 def test_every_bank_validates():
     found = banks.load_all(BANKS)
-    assert {"pattern", "00-orientation", "01-server", "02-deploy", "03-load"} <= set(found)
+    assert {"pattern", "00-orientation", "01-server", "02-deploy", "03-load", "04-scale", "05-autoscale"} <= set(found)
 
 
 def test_pattern_has_ten_questions_at_least_three_per_difficulty():

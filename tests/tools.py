@@ -18,7 +18,8 @@ def require_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed (Debian/Ubuntu: apt-get install {name}; macOS: brew install {name})"
+    brew = f"brew install --cask {name}" if name == "chromium" else f"brew install {name}"
+    message = f"{name} is not installed (Debian/Ubuntu: apt-get install {name}; macOS: {brew})"
     if os.environ.get("SERVELAB_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
