@@ -25,12 +25,13 @@ PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the child before exec: ask the kernel for SIGKILL when the parent exits."""
+def die_with_parent(parent_pid: int) -> None:
+    """preexec_fn for every child servelab starts: ask the kernel for SIGKILL when the parent
+    exits (Linux), and exit now if the parent is already gone (it died before the call)."""
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class ServerProcess:
@@ -119,7 +120,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(self.env or {}), "SERVELAB_PARENT_PID": str(parent)},
                 start_new_session=True,  # its own process group: signals to ours never reach it
-                preexec_fn=lambda: _die_with_parent(parent),
+                preexec_fn=lambda: die_with_parent(parent),
             )
         finally:
             sock.close()  # the child holds its own copy

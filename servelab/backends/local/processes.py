@@ -11,7 +11,6 @@ Three layers, because one is not enough everywhere:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import os
 import signal
@@ -21,23 +20,14 @@ import sys
 
 import psutil
 
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent(parent: int) -> None:
-    """preexec_fn: ask for SIGKILL when the parent dies, and die now if it already has."""
-    if _libc is not None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)
+from servelab.server.process import die_with_parent
 
 
 async def spawn(argv: list[str], env: dict[str, str] | None = None, **kw) -> asyncio.subprocess.Process:
     """Start `argv` in its own process group, tied to this process's life."""
     parent = os.getpid()
     return await asyncio.create_subprocess_exec(
-        *argv, env=env, start_new_session=True, preexec_fn=lambda: _die_with_parent(parent), **kw
+        *argv, env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(parent), **kw
     )
 
 
@@ -58,7 +48,7 @@ class Watchdog:
             [sys.executable, "-m", "servelab.backends.local.processes", str(parent)],
             stdin=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(parent),
+            preexec_fn=lambda: die_with_parent(parent),
         )
 
     def watch(self, pid: int) -> None:
