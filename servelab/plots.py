@@ -277,3 +277,42 @@ def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str):
     times = table.loc[dear, "$ per 1M predictions"] / table.loc[cheap, "$ per 1M predictions"]
     fig.suptitle(f"'{dear}' cost {times:.1f}x what '{cheap}' cost per prediction")
     return fig
+
+
+def p95_by_replicas(sweeps: Mapping[int, object], *, slo_ms: float, ax=None):
+    """p95 against offered rate, one curve per replica count, with the SLO line; the title reads off
+    the highest rate each count served within the SLO (`lab.max_rate_within_slo`)."""
+    from servelab import lab
+
+    ax = _axes(ax)
+    best = {}
+    for n, sweep in sweeps.items():
+        table = sweep.summary()
+        best[n] = lab.max_rate_within_slo(table, slo_ms)
+        ax.plot(table.index, table["p95"], marker="o", label=_replicas_label(n))
+    ax.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="p95 latency (ms, log scale)")
+    ax.set_title("p95 within the SLO up to " + ", ".join(f"{r:g}" for r in best.values())
+                 + " req/s with " + ", ".join(map(str, best)) + " replicas")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def cost_by_replicas(costs: pd.DataFrame, ax=None):
+    """$ per 1M predictions against offered rate, one curve per replica count (`costs` indexed by
+    replicas and offered rate, as `lab.cost_by_rate` per sweep); the legend gives each count's $ per hour."""
+    ax = _axes(ax)
+    per_hour = costs.groupby(level="replicas")["$ per hour"].median()
+    for n in per_hour.index:
+        per_million = costs.loc[n, "$ per 1M predictions"]
+        ax.plot(per_million.index, per_million, marker="o", label=f"{_replicas_label(n)} (${per_hour[n]:.3f}/h)")
+    ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="$ per 1M predictions (log scale)")
+    lowest_rate = costs.index.get_level_values("offered_rate").min()
+    low = costs.xs(lowest_rate, level="offered_rate")["$ per 1M predictions"]
+    ax.set_title(f"At {lowest_rate:g} req/s a prediction costs {low.max() / low.min():.1f}x more with {low.idxmax()} replicas than with {low.idxmin()}")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _replicas_label(n: int) -> str:
+    return f"{n} replica{'s' if n > 1 else ''}"

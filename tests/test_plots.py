@@ -94,3 +94,19 @@ def test_p95_and_cost_states_how_much_more_the_dear_option_costs():
     fig = plots.p95_and_cost(table, slo_ms=50, cheap="hpa", dear="four")
     assert fig._suptitle.get_text() == "'four' cost 3.0x what 'hpa' cost per prediction"
     assert fig.axes[0].get_xlabel() == "p95 during the peak (ms, log scale)"
+
+
+def test_p95_by_replicas_reads_off_each_counts_limit():
+    ax = plots.p95_by_replicas({1: sweep_of([5, 80, 400]), 2: sweep_of([5, 6, 90], errors=(1,))}, slo_ms=50)
+    assert ax.get_title() == "p95 within the SLO up to 100, 100 req/s with 1, 2 replicas"
+    assert len(ax.get_lines()) == 3  # two curves and the SLO
+
+
+def test_cost_by_replicas_says_how_much_more_idle_replicas_cost():
+    import pandas as pd
+
+    index = pd.MultiIndex.from_product([[1, 4], [20.0, 300.0]], names=["replicas", "offered_rate"])
+    costs = pd.DataFrame({"$ per hour": [0.1, 0.1, 0.4, 0.4], "$ per 1M predictions": [1.0, 0.1, 4.0, 0.4]}, index=index)
+    ax = plots.cost_by_replicas(costs)
+    assert ax.get_title() == "At 20 req/s a prediction costs 4.0x more with 4 replicas than with 1"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1 replica ($0.100/h)", "4 replicas ($0.400/h)"]
