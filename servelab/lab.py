@@ -404,7 +404,7 @@ def scaling_table(sweeps: dict[int, Any]) -> pd.DataFrame:
 
 def _pod_cpu_limit() -> float:
     """The CPU limit (cores) of the lesson's Deployment, read from its manifest."""
-    from servelab.backends.local.manifests import cpu_cores
+    from servelab.backends.manifests import cpu_cores
 
     container = deployment()["spec"]["template"]["spec"]["containers"][0]
     return cpu_cores(container["resources"]["limits"]["cpu"])

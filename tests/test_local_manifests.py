@@ -8,9 +8,8 @@ import sys
 import pytest
 
 from local_fixtures import DEPLOYMENT, deployment
-from servelab.backends.local.manifests import (
-    SAFE_ALPHABET, ContainerSpec, cpu_cores, load_documents, memory_bytes, pod_suffix, pod_template_hash,
-)
+from servelab.backends.local.manifests import SAFE_ALPHABET, ContainerSpec, pod_suffix, pod_template_hash
+from servelab.backends.manifests import cpu_cores, load_documents, memory_bytes
 
 
 def test_quantities():

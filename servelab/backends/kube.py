@@ -29,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from servelab.backends import base
-from servelab.backends.local.manifests import load_documents
+from servelab.backends.manifests import load_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 KIND_CONFIG = ROOT / "cluster" / "kind-config.yaml"

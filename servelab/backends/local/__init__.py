@@ -1,6 +1,7 @@
 """The embedded local backend: Kubernetes manifests run as processes on this machine (no Docker).
 
-- manifests.py: reading Deployment/Service/HPA YAML (quantities, probes, pod-template-hash)
+- manifests.py: what the local backend takes from Deployment/Service/HPA YAML (probes, pod-template-hash);
+  reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
 - pods.py: one pod's life (probes, restarts with back-off, graceful termination, CPU usage)
 - cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
 - proxy.py / service.py: the Service, a load-balancing proxy process and its owner-side handle

@@ -25,12 +25,13 @@ from servelab import hpa
 from servelab.backends import base
 from servelab.backends.local import cgroups
 from servelab.backends.local.manifests import (
-    KIND_RESOURCE, ContainerSpec, kind_of, load_documents, pod_suffix, pod_template_hash,
+    KIND_RESOURCE, ContainerSpec, kind_of, pod_suffix, pod_template_hash,
 )
 from servelab.backends.local.pods import Pod
 from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
 from servelab.backends.local.service import ServiceProxy
+from servelab.backends.manifests import load_documents
 
 TICK_S = 1.0  # how often pods' CPU is sampled and desired state is re-checked
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()

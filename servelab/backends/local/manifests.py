@@ -5,16 +5,13 @@ Only what the labs' manifests use is understood; anything else in them is ignore
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
-import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
+from servelab.backends.manifests import cpu_cores, memory_bytes
 
 # Kubernetes' "safe" alphabet for generated names (no vowels, no 0/1/3): k8s.io/apimachinery rand.
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -34,59 +31,12 @@ KIND_ALIASES = {
 }
 
 
-def load_documents(source: str | Path | dict | list) -> list[dict]:
-    """Manifests from a path, YAML text, one dict or a list of dicts (empty documents dropped)."""
-    if isinstance(source, dict):
-        docs = [source]
-    elif isinstance(source, list):
-        docs = [d for item in source for d in load_documents(item)]
-    else:
-        text = str(source)
-        looks_like_yaml = "\n" in text or text.lstrip().startswith(("apiVersion", "kind", "{"))
-        if isinstance(source, Path) or not looks_like_yaml:
-            path = Path(text).expanduser()
-            if path.is_dir():
-                return [d for p in sorted(path.glob("*.y*ml")) for d in load_documents(p)]
-            if not path.is_file():
-                raise FileNotFoundError(f"no manifest file {path} (give a path, YAML text or a dict)")
-            text = path.read_text()
-        docs = [d for d in yaml.safe_load_all(text) if d]
-    for doc in docs:
-        if not isinstance(doc, dict) or "kind" not in doc or "name" not in doc.get("metadata", {}):
-            raise ValueError(f"not a Kubernetes object (needs kind and metadata.name): {str(doc)[:200]}")
-    return [copy.deepcopy(d) for d in docs]
-
-
 def kind_of(word: str) -> str:
     """'deploy' / 'deployments' / 'Deployment' -> 'Deployment'."""
     kind = KIND_ALIASES.get(word.lower())
     if kind is None:
         raise ValueError(f"unknown resource type {word!r}; known: deployment, service, hpa, pod")
     return kind
-
-
-def cpu_cores(quantity: str | int | float | None) -> float | None:
-    """Kubernetes CPU quantity -> cores: '500m' -> 0.5, '2' -> 2.0."""
-    if quantity is None:
-        return None
-    text = str(quantity)
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-
-
-_MEMORY_UNITS = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "": 1,
-}
-
-
-def memory_bytes(quantity: str | int | None) -> int | None:
-    """Kubernetes memory quantity -> bytes: '256Mi' -> 268435456."""
-    if quantity is None:
-        return None
-    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(quantity))
-    if not match or match.group(2) not in _MEMORY_UNITS:
-        raise ValueError(f"cannot read memory quantity {quantity!r} (use e.g. 256Mi or 1Gi)")
-    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
 
 
 def pod_template_hash(template: dict) -> str:
