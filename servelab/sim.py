@@ -22,6 +22,7 @@ microsecond each). Pods scaled away leave the Service at once and drain their qu
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from dataclasses import asdict, dataclass
@@ -47,6 +48,8 @@ class ServiceTimes:
     A request's answer time includes work outside the server (client, network, kernel) that does
     not stop the pod from taking the next request; only the `busy` part queues others. Empirical
     times are resampled as (answer, busy) pairs; exponential ones (for theory) are all busy.
+    Busy seconds burn `PodSize.cpu_busy_cores` each; `pod` is the pod they were measured on
+    (`calibrate` fills it in, and `simulate` uses it unless given another).
     """
 
     kind: str  # "empirical" or "exponential"
@@ -54,13 +57,15 @@ class ServiceTimes:
     source: str
     samples_s: np.ndarray | None = None  # answer times of a lone request
     busy_s: np.ndarray | None = None  # the part of each that holds a pod's slot
+    pod: PodSize | None = None  # the pod measured: requests, CPU per busy second, enforced limit
 
     @classmethod
-    def empirical(cls, values_s, source: str = "given array", busy_s=None) -> ServiceTimes:
+    def empirical(cls, values_s, source: str = "given array", busy_s=None, pod: PodSize | None = None) -> ServiceTimes:
         """From measured answer times; `busy_s` (same length) defaults to all of each answer.
 
-        A busy time may exceed its answer: a pod under a CPU limit answers a lone request at full
-        speed but pays for it out of its quota, so it serves fewer per second than 1 / answer.
+        A busy time may exceed its answer when busy time is spread at the pod's average speed
+        (`calibrate` from a saturated run without CPU counters): a pod under a CPU limit answers a
+        lone request at full speed but pays for it out of its quota.
         """
         samples = np.asarray(values_s, dtype=np.float64)
         busy = samples if busy_s is None else np.asarray(busy_s, dtype=np.float64)
@@ -68,7 +73,7 @@ class ServiceTimes:
         samples, busy = samples[keep], busy[keep]
         if len(samples) == 0 or samples.min() < 0 or busy.min() < 0:
             raise ValueError("service times must be a non-empty array of seconds >= 0")
-        return cls("empirical", float(samples.mean()), source, samples, busy)
+        return cls("empirical", float(samples.mean()), source, samples, busy, pod)
 
     @classmethod
     def exponential(cls, mean_s: float) -> ServiceTimes:
@@ -87,18 +92,29 @@ class ServiceTimes:
         if self.samples_s is not None:
             d.update(count=len(self.samples_s), p50_s=float(np.median(self.samples_s)),
                      busy_mean_s=float(self.busy_s.mean()))
+        if self.pod is not None:
+            d["pod"] = asdict(self.pod)
         return d
 
 
 def calibrate(result: Result | str | Path, saturated: Result | str | Path | None = None) -> ServiceTimes:
-    """Service times from a measured run at low load (a Result or a saved directory).
+    """Service times from a measured open-loop run (a Result or a saved directory), and its pod.
 
-    Answer times are its successful requests' `service_s`. How much of each holds the pod comes
-    from `saturated`, a run of the same server pushed past what it can serve: its achieved rate
-    per replica is the pod's capacity, so busy time = model time (`infer_s`) plus the server's
-    own per-request overhead, sized so that mean busy time = 1 / capacity. Without it the whole
-    answer time counts as busy, which overstates queueing (the client and network part of a
-    request does not block the server).
+    Answer times are its successful requests' latencies. How long each holds the pod ("busy"),
+    best first:
+
+    - from the pods' own CPU counters over the run (`meta["pods"][i]["cpu_used_core_s"]`, which
+      the local backend reads from the pod's cgroup or /proc): CPU seconds per request, spread over
+      requests by their server-reported model time (`infer_s`) plus an equal share of the rest.
+      `servelab serve` runs the model inline on one event loop, so a busy second burns one core,
+      and the returned `pod` carries the run's CPU limit when the backend enforced it: the
+      simulator then throttles as CFS does. Calibrate at a moderate rate (well below capacity but
+      not idle): what a request costs there is what it costs in the trace, and an open loop, not
+      a closed one, is how the trace will arrive.
+    - else from `saturated`, a run of the same server pushed past what it can serve: its achieved
+      rate per replica sizes busy time, spread evenly (no quota modelled; the pod burns the limit).
+    - else the whole answer time counts as busy, which overstates queueing (the client and network
+      part of a request does not block the server).
     """
     result = Result.load(result) if isinstance(result, (str, Path)) else result
     ok = result.frame.loc[result.ok]
@@ -107,23 +123,101 @@ def calibrate(result: Result | str | Path, saturated: Result | str | Path | None
     # From the intended send in an open loop, as the live latencies it will be compared with are:
     # the generator's own lag is part of what a learner measures.
     answer = ok["latency_s" if result.meta.get("mode", "open") == "open" else "service_s"].to_numpy()
+    model = ok["infer_s"].fillna(0.0).to_numpy() if "infer_s" in ok else np.zeros(len(ok))
     source = f"{len(ok)} successful requests of a {result.meta.get('backend', 'live')} run"
+    pods = result.meta.get("pods") or []
+    cpu_s = sum(p.get("cpu_used_core_s") or 0.0 for p in pods)
+    if cpu_s > 0:
+        pod = PodSize.from_meta(result.meta)
+        per_request = cpu_s / len(ok) / pod.cpu_busy_cores
+        busy = _spread(model, per_request)
+        limit = f"limit {pod.cpu_limit_cores:g} CPU enforced" if pod.cpu_limit_cores else pod.note or "no CPU limit"
+        source += f"; {per_request * 1000:.2f} ms of CPU per request from the pods' counters ({limit})"
+        return ServiceTimes.empirical(answer, source, busy, pod)
     if saturated is None:
         return ServiceTimes.empirical(answer, source)
     saturated = Result.load(saturated) if isinstance(saturated, (str, Path)) else saturated
     capacity = saturated.summary()["achieved_rate"] / (saturated.meta.get("replicas") or 1)
-    model = ok["infer_s"].fillna(0.0).to_numpy() if "infer_s" in ok else np.zeros(len(ok))
-    overhead = max(1.0 / capacity - model.mean(), 0.0)
-    return ServiceTimes.empirical(answer, f"{source}; busy sized to {capacity:.0f} req/s per pod", model + overhead)
+    return ServiceTimes.empirical(answer, f"{source}; busy sized to {capacity:.0f} req/s per pod", _spread(model, 1.0 / capacity))
+
+
+def _spread(model_s: np.ndarray, mean_s: float) -> np.ndarray:
+    """Busy times averaging `mean_s`: each request's model time plus an equal share of the rest
+    (or model times scaled down, if the model alone averages more)."""
+    if model_s.mean() <= mean_s:
+        return model_s + (mean_s - model_s.mean())
+    return model_s * (mean_s / model_s.mean())
 
 
 @dataclass(frozen=True)
 class PodSize:
-    """Requests of one pod (defaults: cluster/model-serving-deployment.yaml) and the CPU it burns while serving."""
+    """One pod: its requests (defaults: cluster/model-serving-deployment.yaml), the CPU a request
+    burns while in service, and the CPU limit the kernel enforces, if any.
+
+    With `cpu_limit_cores` set, the pod runs under CFS bandwidth control as a container does: each
+    `cfs_period_s` it may use `cpu_limit_cores x cfs_period_s` CPU-seconds. A request in service
+    burns `cpu_busy_cores` (1 for a single-threaded server at full speed); once the period's quota
+    is spent the pod stalls until the next period starts, whatever it was doing. Without a limit
+    (or when the limit is no more than `cpu_busy_cores`) service never stalls. `note` says why no
+    limit is modelled when a run had one that was not enforced.
+    """
 
     cpu_request_cores: float = 0.5
     memory_request_gib: float = 0.25
-    cpu_busy_cores: float = 0.5  # per request in service: the CPU limit, for a CPU-bound server
+    cpu_busy_cores: float = 0.5  # per request in service; default: the limit, a pod slowed evenly (no quota)
+    cpu_limit_cores: float | None = None  # enforced CPU limit: the CFS quota per period
+    cfs_period_s: float = 0.1  # the kernel's default cpu.cfs_period_us, 100 ms
+    note: str = ""
+
+    @classmethod
+    def from_meta(cls, meta: dict, cpu_busy_cores: float | None = None) -> PodSize:
+        """The pod a run used (its `meta`: requests, limits, whether limits were enforced).
+
+        `cpu_busy_cores` defaults to the run's own (a simulated run records it), else 1:
+        `servelab serve` runs the model inline on one event loop.
+        A limit the backend did not enforce (no cgroups: e.g. a non-root JupyterHub) is not modelled,
+        since the live pod was not throttled either; `note` says so.
+        """
+        limit = meta.get("cpu_limit_cores")
+        request = meta.get("cpu_request_cores") or limit or cls.cpu_request_cores
+        note = ""
+        if limit and meta.get("limits_enforced") is False:
+            note = (f"CPU limit {limit:g} not modelled: the {meta.get('backend', 'live')} backend did not enforce it "
+                    f"({meta.get('limits_note') or 'no reason given'}), so the measured pod was not throttled")
+            limit = None
+        return cls(
+            cpu_request_cores=request,
+            memory_request_gib=meta.get("memory_request_gib") or cls.memory_request_gib,
+            cpu_busy_cores=cpu_busy_cores or meta.get("cpu_busy_cores") or 1.0,
+            cpu_limit_cores=limit,
+            cfs_period_s=meta.get("cfs_period_s") or cls.cfs_period_s,
+            note=note,
+        )
+
+    @property
+    def throttles(self) -> bool:
+        """Whether the quota can ever stall service: a limit below what a request in service burns."""
+        return self.cpu_limit_cores is not None and self.cpu_limit_cores < self.cpu_busy_cores
+
+    def quota_dict(self) -> dict:
+        """For a result's metadata: the quota modelled, or why none is."""
+        if self.throttles:
+            return {"limit_cores": self.cpu_limit_cores, "period_s": self.cfs_period_s,
+                    "quota_s": self.cpu_limit_cores * self.cfs_period_s}
+        why = self.note or ("no CPU limit" if self.cpu_limit_cores is None else
+                            f"the limit ({self.cpu_limit_cores:g}) is at least what a request burns ({self.cpu_busy_cores:g})")
+        return {"limit_cores": None, "note": why}
+
+
+def capacity_rps(service: ServiceTimes, pod: PodSize | None = None) -> float:
+    """Requests per second one pod (one slot) can serve: by its busy time, and under a CPU limit by
+    how much of its quota each request spends."""
+    pod = pod or service.pod or PodSize()
+    busy = float(service.busy_s.mean()) if service.busy_s is not None else service.mean_s
+    rate = 1.0 / busy
+    if pod.throttles:
+        rate = min(rate, pod.cpu_limit_cores / (busy * pod.cpu_busy_cores))
+    return rate
 
 
 @dataclass(frozen=True)
@@ -175,16 +269,27 @@ def simulate(
     concurrency: int = 1,
     routing: str = "round-robin",
     startup_s: float = 0.0,
-    pod: PodSize = PodSize(),
+    pod: PodSize | None = None,
     seed: int = 0,
 ) -> Result:
     """Simulate serving `schedule` (or sorted arrival times in seconds) and return a Result.
 
     `concurrency` is requests a pod serves at once (slots sharing its FIFO queue); `routing` how
     the Service picks a Ready pod; `startup_s` the time from a pod's creation to Ready (measure it
-    with `Cluster.wait_ready`); `pod` its requests and the CPU it burns while serving; `seed`
-    fixes arrivals (for random schedules), service times and random routing.
+    with `Cluster.wait_ready`); `pod` its requests, the CPU it burns while serving and its CPU
+    limit (default: the pod `service` was calibrated on, else `PodSize()`); `seed` fixes arrivals
+    (for random schedules), service times and random routing.
+
+    A pod with an enforced CPU limit below what a request burns is throttled as CFS does (see
+    `PodSize`); that is modelled for one request in service per pod (`concurrency=1`), which is
+    how `servelab serve` runs the model.
     """
+    pod = pod or service.pod or PodSize()
+    if pod.throttles and concurrency != 1:
+        raise ValueError(
+            "a CPU limit's quota is modelled for one request in service per pod (concurrency=1, as "
+            "servelab serve runs the model); for several, pass a PodSize without cpu_limit_cores"
+        )
     if routing not in ROUTINGS:
         raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
     if concurrency < 1:
@@ -218,6 +323,9 @@ def simulate(
         "cpu_request_cores": pod.cpu_request_cores,
         "memory_request_gib": pod.memory_request_gib,
         "cpu_busy_cores": pod.cpu_busy_cores,
+        "cpu_limit_cores": pod.cpu_limit_cores,
+        "cfs_period_s": pod.cfs_period_s,
+        "cpu_quota": pod.quota_dict(),
         "client_cpu": 0.0,
         "pods": cluster.pod_usages(end),
         "timeline": cluster.timeline,
@@ -254,6 +362,7 @@ class _Cluster:
 
     def __init__(self, size: PodSize, concurrency: int, routing: str, startup_s: float, rng: np.random.Generator):
         self.size, self.concurrency, self.routing, self.startup_s, self.rng = size, concurrency, routing, startup_s, rng
+        self.quota = _Quota(size) if size.throttles else None
         self.names: list[str] = []
         self.created: list[float] = []
         self.ready_at: list[float] = []
@@ -284,6 +393,8 @@ class _Cluster:
         self.free_at = np.concatenate((self.free_at, np.full(count, ready_at)))
         self.used_s = np.concatenate((self.used_s, np.zeros(count)))
         self.last_finish = np.concatenate((self.last_finish, np.full(count, ready_at)))
+        if self.quota is not None:
+            self.quota.add(count)
         if self.busy is not None:
             self.busy = np.vstack((self.busy, np.zeros((count, self.busy.shape[1]))))
 
@@ -404,13 +515,14 @@ class _Cluster:
     def serve(self, t0: float, arrivals: np.ndarray, busy_s: np.ndarray) -> _Stretch:
         """Route a stretch of arrivals (all at or after t0, same Ready pods) and queue them."""
         targets = self.ready(t0)
-        saved = (self.free_at[targets].copy(), self.rr)
+        saved = (self.free_at[targets].copy(), self.rr, self.quota.save(targets) if self.quota else None)
         if self.concurrency == 1 and self.routing != "least-outstanding":
             pods = self._route_vector(targets, len(arrivals))
-            finish = _fifo_finish(arrivals, busy_s, pods, self.free_at, t0) if len(arrivals) else np.zeros(0)
+            finish = _fifo_finish(arrivals, busy_s, pods, self.free_at, t0, self.quota) if len(arrivals) else np.zeros(0)
         else:
             pods, finish = self._serve_one_by_one(targets, arrivals, busy_s)
         stretch = _Stretch(targets, pods, finish, busy_s, saved)
+        stretch.t0, stretch.arrivals = t0, arrivals
         if self.busy is not None and len(pods):
             stretch.grid, stretch.low = _busy_grid(self.bin_s, self.busy.shape[1] - 1, targets, pods, finish - busy_s, finish)
         return stretch
@@ -419,9 +531,14 @@ class _Cluster:
         """Keep the stretch's first `kept` requests; undo the queueing of the rest (fast path only)."""
         pods, finish, busy_s = stretch.pods[:kept], stretch.finish[:kept], stretch.busy_s[:kept]
         if kept < len(stretch.pods):
-            free, rr = stretch.saved
+            free, rr, quota = stretch.saved
             self.free_at[stretch.targets] = free
-            np.maximum.at(self.free_at, pods, finish)  # a queue's last finish is its latest
+            if self.quota is None:
+                np.maximum.at(self.free_at, pods, finish)  # a queue's last finish is its latest
+            else:  # the quota left in each pod's last period: serve the kept requests again (same finishes)
+                self.quota.restore(stretch.targets, quota)
+                if kept:
+                    _fifo_finish(stretch.arrivals[:kept], busy_s, pods, self.free_at, stretch.t0, self.quota)
             self.rr = (rr + kept) % len(stretch.targets)
             if len(pods):
                 stretch.grid, stretch.low = _busy_grid(
@@ -451,7 +568,8 @@ class _Cluster:
         for j, (t, s) in enumerate(zip(arrivals.tolist(), busy_s.tolist())):
             p = min(candidates, key=lambda i: _outstanding(self.outstanding[i], t)) if least else chosen[j]
             slots = self.slots[p]
-            done = max(t, slots[0]) + s
+            start = max(t, slots[0])
+            done = self.quota.serve_one(p, start, s) if self.quota else start + s
             heapq.heapreplace(slots, done)
             if least:
                 heapq.heappush(self.outstanding[p], done)
@@ -467,13 +585,13 @@ def _outstanding(heap: list[float], now: float) -> int:
     return len(heap)
 
 
-def _fifo_finish(arrivals, busy_s, pods, free_at, t0: float) -> np.ndarray:
+def _fifo_finish(arrivals, busy_s, pods, free_at, t0: float, quota: _Quota | None = None) -> np.ndarray:
     """Finish times of one-slot FIFO queues, all pods at once; updates `free_at` per pod.
 
     For one queue, finish_i = S_i + max(free, max over j <= i of (a_j - S_j-1)) where S is the
     running sum of service times: Lindley's recursion unrolled. Grouping the requests by pod and
     offsetting each group makes one cumulative maximum serve every pod. Times are taken relative to
-    t0 to keep the offsets small.
+    t0 to keep the offsets small. With a `quota`, the queues are then throttled (`_throttle`).
     """
     order = np.argsort(pods.astype(np.int32), kind="stable")
     p, a, s = pods[order], arrivals[order] - t0, busy_s[order]
@@ -488,10 +606,157 @@ def _fifo_finish(arrivals, busy_s, pods, free_at, t0: float) -> np.ndarray:
     offset = (x.max() - x.min() + 1.0) * g
     best = np.maximum.accumulate(x + offset) - offset
     done = running + np.maximum(best, (free_at[groups] - t0)[g]) + t0
+    if quota is not None:
+        _throttle(arrivals[order], s, done, g, first, counts, groups, free_at[groups], quota)
     free_at[groups] = done[first + counts - 1]
     finish = np.empty_like(done)
     finish[order] = done
     return finish
+
+
+class _Quota:
+    """CFS bandwidth control for one-slot pods: each period a pod may burn `budget` CPU-seconds.
+
+    Per pod it keeps the period of its last work (`k`, in periods since 0) and the CPU-seconds used
+    in that period so far (`used`): all a queue needs to carry from one stretch to the next.
+    """
+
+    def __init__(self, size: PodSize):
+        self.period, self.inv = size.cfs_period_s, 1.0 / size.cfs_period_s
+        self.rate = size.cpu_busy_cores  # CPU-seconds burnt per second of service
+        self.budget = size.cpu_limit_cores * size.cfs_period_s
+        self.k = np.zeros(0, dtype=np.int64)
+        self.used = np.zeros(0)
+
+    def add(self, count: int) -> None:
+        self.k = np.concatenate((self.k, np.full(count, -1, dtype=np.int64)))
+        self.used = np.concatenate((self.used, np.zeros(count)))
+
+    def save(self, pods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.k[pods].copy(), self.used[pods].copy()
+
+    def restore(self, pods: np.ndarray, saved: tuple[np.ndarray, np.ndarray]) -> None:
+        self.k[pods], self.used[pods] = saved
+
+    def serve_one(self, pod: int, start: float, busy: float) -> float:
+        """Serve one request on `pod` from `start`; returns when it finishes."""
+        k, used = int(self.k[pod]), float(self.used[pod])
+        if int(start * self.inv) > k:
+            k, used = int(start * self.inv), 0.0
+        t, self.k[pod], self.used[pod] = self.run(start, busy * self.rate, k, used)
+        return t
+
+    def run(self, t: float, need: float, k: int, used: float) -> tuple[float, int, float]:
+        """Burn `need` CPU-seconds from `t`, in period `k` with `used` spent: (end, its period, used there).
+
+        Full speed while the period has quota; once it is spent, nothing until the next period.
+        """
+        while True:
+            end = (k + 1) * self.period
+            run = min(need, self.budget - used, (end - t) * self.rate)
+            if run > 0:
+                t, used, need = t + run / self.rate, used + run, need - run
+            if need <= 0:
+                return t, k, used
+            t, k, used = end, k + 1, 0.0
+
+
+def _throttle(arrivals, s, done, g, first, counts, groups, free0, quota: _Quota) -> None:
+    """Throttle one-slot FIFO queues solved without a quota (`done`, sorted by pod; fixed in place).
+
+    Where no period of a pod's unthrottled schedule burns more than the quota, that schedule is
+    exact, and that is most of a run below capacity: periods' usage is summed for all requests at
+    once. From the start of the first period over quota, the pod's requests are served one at a
+    time until one arrives in a later period than the last one's work (its queue empty, its quota
+    fresh); from there the unthrottled schedule holds again, up to the next period over quota.
+    `free0` is each pod's free time before this stretch; `quota.k/used` its quota so far.
+    """
+    P, r, budget = quota.period, quota.rate, quota.budget
+    start = done - s
+    ks = np.floor(start * quota.inv).astype(np.int64)
+    kf = np.maximum(np.ceil(done * quota.inv).astype(np.int64) - 1, ks)  # a finish on a boundary: the earlier period
+    one = kf == ks
+    # CPU per (pod, period): each request's part in its first and its last period, in queue order.
+    keys = np.empty(2 * len(s), dtype=np.int64)
+    keys[0::2], keys[1::2] = ks, kf
+    pods2 = np.repeat(g, 2)
+    cpu = np.empty(2 * len(s))
+    cpu[0::2] = np.where(one, s, (ks + 1) * P - start) * r
+    cpu[1::2] = np.where(one, 0.0, done - kf * P) * r
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (keys[1:] != keys[:-1]) | (pods2[1:] != pods2[:-1])
+    runs = np.flatnonzero(new)
+    run_pod, run_k = pods2[runs], keys[runs]
+    k0, u0 = quota.k[groups], quota.used[groups]
+    usage = np.add.reduceat(cpu, runs) + np.where(run_k == k0[run_pod], u0[run_pod], 0.0)
+    # Each pod's quota after its last request, if nothing below changes it.
+    last_run = np.searchsorted(run_pod, np.arange(len(groups)), side="right") - 1
+    quota.k[groups], quota.used[groups] = run_k[last_run], usage[last_run]
+    over = usage > budget * (1 + 1e-9)
+    spans = kf - ks >= 2  # busy through a whole period at more than the limit: over by construction
+    bad_pod = np.concatenate((run_pod[over], g[spans]))
+    bad_k = np.concatenate((run_k[over], ks[spans] + 1))
+    if not len(bad_pod):
+        return
+    order = np.lexsort((bad_k, bad_pod))
+    bad_pod, bad_k = bad_pod[order], bad_k[order]
+    edges = np.flatnonzero(np.concatenate(([True], bad_pod[1:] != bad_pod[:-1], [True])))
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        i = bad_pod[lo]
+        a, b = first[i], first[i] + counts[i]
+        end = _throttled_queue(arrivals[a:b], s[a:b], done[a:b], np.unique(bad_k[lo:hi]).tolist(),
+                               free0[i], int(k0[i]), float(u0[i]), quota)
+        if end is not None:
+            quota.k[groups[i]], quota.used[groups[i]] = end
+
+
+def _throttled_queue(arrivals, busy, done, over: list[int], free0: float, k0: int, u0: float, quota: _Quota):
+    """One pod's queue, throttled from each period in `over` until it is back on its unthrottled
+    schedule; `done` (unthrottled on entry) is fixed in place. Returns the quota state (k, used)
+    after the last request if that one was served here, else None."""
+    unthrottled = done.copy()
+    P, inv, r, budget = quota.period, quota.inv, quota.rate, quota.budget
+    n, i, v = len(arrivals), 0, 0
+    while v < len(over):
+        if i == 0 and over[v] <= k0:  # the period the last stretch left part-used: from the first request
+            j, t, k, used, rest = 0, free0, k0, u0, None
+        else:  # from the period's start: nothing before it changes
+            k = over[v]
+            t, used = k * P, 0.0
+            j = i + int(np.searchsorted(unthrottled[i:], t, side="right"))  # the first not finished by then
+            rest = unthrottled[j] - t if unthrottled[j] - busy[j] < t else None
+        fresh = rest is None  # its first request is served here whatever; after it, only until the queue is idle
+        if rest is not None:  # under way at the period's start: the rest of it
+            t, k, used = quota.run(t, rest * r, k, used)
+            done[j] = t
+            j += 1
+        chunk = 16
+        while j < n:  # Python floats in growing chunks: an episode is usually a few periods long
+            a, s = arrivals[j:j + chunk].tolist(), busy[j:j + chunk].tolist()
+            served = []
+            for begin, dur in zip(a, s):
+                if not fresh and begin >= (k + 1) * P:  # an arrival in a fresh period, queue idle
+                    break
+                fresh = False
+                if begin < t:
+                    begin = t
+                elif int(begin * inv) > k:
+                    k, used = int(begin * inv), 0.0
+                if used + dur * r <= budget and begin + dur <= (k + 1) * P:
+                    t, used = begin + dur, used + dur * r
+                else:
+                    t, k, used = quota.run(begin, dur * r, k, used)
+                served.append(t)
+            done[j:j + len(served)] = served
+            j += len(served)
+            if len(served) < len(a):
+                break
+            chunk *= 4
+        if j >= n:
+            return k, used
+        i = j
+        v = bisect.bisect_left(over, int(arrivals[j] * inv), v)
+    return None
 
 
 def _busy_grid(bin_s: float, last: int, targets: np.ndarray, pods, start, finish) -> tuple[np.ndarray, int]:
