@@ -104,7 +104,7 @@ def test_cluster_metadata_and_caller_meta_are_merged(fixture_url):  # noqa: F811
     assert 0 < end - start < 30
     assert meta["schedule"] == {"kind": "constant", "rate": 10.0, "duration": 0.2}
     assert meta["url"] == ep(fixture_url, "ok") and meta["cpu_count"] >= 1
-    assert {"python", "servelab", "aiohttp", "onnxruntime"} <= set(meta["versions"])
+    assert {"python", "servelab", "httptools", "onnxruntime"} <= set(meta["versions"])
     assert meta["started_utc"].endswith("+00:00")
     plain = load.run(ep(fixture_url, "ok"), load.Constant(10, 0.2), progress=False).meta
     assert plain["backend"] is None and plain["replicas"] is None

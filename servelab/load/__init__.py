@@ -8,7 +8,7 @@ Open loop (`run`, `sweep`) is the honest measurement; closed loop (`run_closed`)
 show what it hides. See `servelab.load.schedules` for the traffic shapes.
 
 Names load on first use, so that the simulator (schedules only) and generator worker
-processes do not import pandas, matplotlib or aiohttp they do not need.
+processes do not import pandas or matplotlib they do not need.
 """
 
 import importlib

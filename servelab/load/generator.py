@@ -19,8 +19,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 import numpy as np
+
+from servelab.load.http import Pool
 
 # How often a shard reports progress (completions and fresh latencies) to the parent.
 PROGRESS_EVERY_S = 0.5
@@ -98,8 +99,9 @@ class _Recorder:
         self.error.extend([None] * n)
 
     def finish(self, i: int, status: int, nbytes: int = 0, replica: str | None = None,
-               infer_ms: float | None = None, error: str | None = None) -> None:
-        done = time.monotonic()
+               infer_ms: float | None = None, error: str | None = None, done: float | None = None) -> None:
+        """Record request `i`'s outcome; `done` is when its response was complete (default: now)."""
+        done = time.monotonic() if done is None else done
         self.done[i] = done
         self.status[i] = status
         self.nbytes[i] = nbytes
@@ -129,19 +131,11 @@ def _infer_ms(server_timing: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
-async def _send(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, i: int) -> None:
+async def _send(pool: Pool, shard: Shard, rec: _Recorder, i: int) -> None:
     """Send one request and record its outcome, whatever it is."""
     rec.sent[i] = time.monotonic()
     try:
-        async with session.post(shard.url, data=shard.body, headers=shard.headers) as resp:
-            payload = await resp.read()
-            ok = 200 <= resp.status < 300
-            rec.finish(
-                i, resp.status, len(payload),
-                replica=resp.headers.get("x-servelab-replica"),
-                infer_ms=_infer_ms(resp.headers.get("server-timing")),
-                error=None if ok else payload[:300].decode("utf-8", "replace") or resp.reason,
-            )
+        resp = await pool.post()
     except asyncio.TimeoutError:
         rec.finish(i, 0, error=f"timeout: no complete response within {shard.timeout:g} s")
     except asyncio.CancelledError:
@@ -149,9 +143,15 @@ async def _send(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, i:
         raise
     except Exception as exc:  # every failure is recorded; none may vanish from the results
         rec.finish(i, 0, error=f"{type(exc).__name__}: {exc}".strip(": "))
+    else:
+        status = resp.status
+        ok = 200 <= status < 300
+        rec.finish(i, status, resp.nbytes, replica=resp.replica, infer_ms=_infer_ms(resp.server_timing),
+                   error=None if ok else resp.head.decode("utf-8", "replace") or f"HTTP {status} with an empty body",
+                   done=resp.done)
 
 
-async def _open_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, start: float, stop) -> None:
+async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
     """Fire each request at its intended time as its own task; never wait for a response to send."""
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
@@ -167,19 +167,19 @@ async def _open_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorde
             rec.sent[i] = clock()
             rec.finish(i, 0, error=f"not sent: {len(tasks)} requests already in flight (max_inflight)")
             continue
-        task = loop.create_task(_send(session, shard, rec, i))
+        task = loop.create_task(_send(pool, shard, rec, i))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await _drain(tasks, stop)
 
 
-async def _closed_loop(session: aiohttp.ClientSession, shard: Shard, rec: _Recorder, start: float, stop) -> None:
+async def _closed_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
     """`users` concurrent users: send, wait for the answer, think, repeat until the duration ends."""
     end = start + shard.duration
 
     async def user() -> None:
         while not stop.is_set() and (now := time.monotonic()) < end:
-            await _send(session, shard, rec, rec.add(now))
+            await _send(pool, shard, rec, rec.add(now))
             if shard.think_time:
                 await asyncio.sleep(shard.think_time)
 
@@ -207,17 +207,17 @@ async def _report(rec: _Recorder, report) -> None:
 async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
     capacity = len(shard.times) if shard.times is not None else 1024
     rec = _Recorder(capacity)
-    connector = aiohttp.TCPConnector(limit=shard.max_inflight, keepalive_timeout=60, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=shard.timeout)
-    session = aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",))
-    async with session:
+    pool = Pool(shard.url, shard.body, shard.headers, size=shard.max_inflight, timeout=shard.timeout)
+    try:
         start = start_at()  # blocks until the parent says go: all shards share one start time
         reporter = asyncio.ensure_future(_report(rec, report))
         usage = _Usage(start, shard)
         loop_fn = _open_loop if shard.times is not None else _closed_loop
-        await loop_fn(session, shard, rec, start, stop)
+        await loop_fn(pool, shard, rec, start, stop)
         usage.stop()
         reporter.cancel()
+    finally:
+        pool.close()
     report(rec.n_done, rec.n_ok, rec.fresh)
     record = rec.to_record(start)
     record.cpu_s, record.wall_s = usage.cpu_s, usage.wall_s

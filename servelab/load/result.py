@@ -43,7 +43,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "versions": {
             "python": platform.python_version(),
-            **{name: version(name) for name in ("servelab", "aiohttp", "onnxruntime", "numpy")},
+            **{name: version(name) for name in ("servelab", "httptools", "uvloop", "onnxruntime", "numpy")},
         },
     }
 
