@@ -316,3 +316,75 @@ def cost_by_replicas(costs: pd.DataFrame, ax=None):
 
 def _replicas_label(n: int) -> str:
     return f"{n} replica{'s' if n > 1 else ''}"
+
+
+# -- Lab 06: online, batch and edge --------------------------------------------------------------
+
+
+def serving_ways(table: pd.DataFrame):
+    """How long a prediction waits and what a million cost, one bar per way of serving (`lab.serving_ways`).
+
+    The wait is p95 for online and edge, and the time to the last result for batch (its rows have
+    no answer of their own until the Job ends), on one log axis so both fit.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
+    wait_ms = table["p95 (ms)"].fillna(table["time to last result (s)"] * 1000).astype(float)
+    colours = ["tab:blue", "tab:orange", "tab:green"][: len(table)]
+    left.barh(table.index, wait_ms, color=colours, log=True)
+    left.set_xlabel("wait for a prediction (ms, log): p95, or time to last result for batch")
+    left.invert_yaxis()
+    per_million = table["$ per 1M predictions"].astype(float)
+    right.barh(table.index, per_million, color=colours)
+    right.set_xlabel("$ per 1M predictions (cloud bill)")
+    right.set_yticklabels([])
+    right.invert_yaxis()
+    for row, value in enumerate(per_million):
+        right.text(value, row, f"  ${value:.4f}" if value else "  $0 (the device's owner pays)", va="center")
+    right.margins(x=0.3)
+    online, batch = per_million.iloc[0], per_million.iloc[1]
+    fig.suptitle(f"Batch cost {online / batch:.0f}x less per prediction than online, and made its rows wait "
+                 f"{wait_ms.iloc[1] / wait_ms.iloc[0]:.0f}x longer than online's p95")
+    return fig
+
+
+def p95_by_setting(sweeps: Mapping[str, object], *, slo_ms: float, ax=None):
+    """p50 (dashed) and p95 (solid) against offered rate, one colour per server setting (e.g. with
+    and without dynamic batching); failing runs ringed in red. The title reads off each setting's
+    highest rate within the SLO (`lab.max_rate_within_slo`)."""
+    from servelab import lab
+
+    ax = _axes(ax)
+    best = {}
+    for i, (name, sweep) in enumerate(sweeps.items()):
+        table = sweep.summary()
+        best[name] = lab.max_rate_within_slo(table, slo_ms)
+        ax.plot(table.index, table["p95"], marker="o", color=f"C{i}", label=f"{name}: p95")
+        ax.plot(table.index, table["p50"], marker=".", ls="--", color=f"C{i}", label=f"{name}: p50")
+        failing = table[table["errors"] > 0]
+        ax.scatter(failing.index, failing["p95"], s=160, facecolors="none", edgecolors="tab:red",
+                   label="run with failures" if len(failing) and i == 0 else None)
+    ax.axhline(slo_ms, color="tab:red", ls=":", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="latency (ms, log scale)")
+    ax.set_title("p95 within the SLO up to " + "; ".join(f"{rate:g} req/s {name}" for name, rate in best.items()))
+    ax.legend(fontsize="small")
+    return ax
+
+
+def edge_latency(runs: Mapping[str, object], *, slo_ms: float, ax=None):
+    """Each prediction's time, in the order made, one series per device run (`lab.predict_on_device`).
+
+    In order, not sorted, because under a CPU limit the pattern is the point: runs of fast
+    predictions, then one that waits for the next slice of CPU time.
+    """
+    ax = _axes(ax)
+    worst = {}
+    for name, run in runs.items():
+        ms = run.seconds * 1000
+        ax.plot(np.arange(1, len(ms) + 1), ms, marker=".", ms=3, lw=0.6, label=name)
+        worst[name] = np.percentile(ms, 95)
+    ax.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set(yscale="log", xlabel="prediction number (one row each, back to back)", ylabel="time (ms, log scale)")
+    ax.set_title("p95: " + ", ".join(f"{name} {p95:.2f} ms" for name, p95 in worst.items()))
+    ax.legend(fontsize="small", loc="center right")
+    return ax
+

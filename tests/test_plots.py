@@ -110,3 +110,29 @@ def test_cost_by_replicas_says_how_much_more_idle_replicas_cost():
     ax = plots.cost_by_replicas(costs)
     assert ax.get_title() == "At 20 req/s a prediction costs 4.0x more with 4 replicas than with 1"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1 replica ($0.100/h)", "4 replicas ($0.400/h)"]
+
+
+# -- Lab 06: online, batch and edge --------------------------------------------------------------
+
+
+def test_serving_ways_titles_the_price_and_the_wait_of_batch_against_online():
+    import pandas as pd
+
+    table = pd.DataFrame({"p95 (ms)": [5.0, float("nan"), 2.0], "time to last result (s)": [float("nan"), 1.0, float("nan")],
+                          "$ per 1M predictions": [0.1, 0.02, 0.0]}, index=["online", "batch", "edge"])
+    fig = plots.serving_ways(table)
+    assert fig._suptitle.get_text() == "Batch cost 5x less per prediction than online, and made its rows wait 200x longer than online's p95"
+
+
+def test_p95_by_setting_reads_off_each_settings_limit():
+    ax = plots.p95_by_setting({"plain": sweep_of([2, 900]), "batched": sweep_of([8, 20])}, slo_ms=50)
+    assert ax.get_title() == "p95 within the SLO up to 100 req/s plain; 200 req/s batched"
+
+
+def test_edge_latency_draws_each_prediction_in_order():
+    from types import SimpleNamespace
+
+    runs = {"tiny": SimpleNamespace(seconds=np.full(20, 0.00002)), "large": SimpleNamespace(seconds=np.r_[np.full(19, 0.002), 0.09])}
+    ax = plots.edge_latency(runs, slo_ms=50)
+    assert ax.get_title() == "p95: tiny 0.02 ms, large 6.40 ms"
+    assert len(ax.lines[1].get_ydata()) == 20
