@@ -1,11 +1,14 @@
 """The simulator's prediction against a live run on the local backend (issue 6, Must show 4).
 
 One replica of the large model (0.5 CPU, enforced through cgroups where the machine allows) is
-calibrated from a 15 s low-load run and a 5 s saturating closed loop, then served a 2-minute step
-trace: 4 steps of 30 s at 20/40/60/75% of the capacity just measured. The simulator replays the
-same arrival times. Printed: measured vs predicted p95 and $/1M per step and overall, with the
-error in %; the target is p95 within 15% at loads below 80% of capacity. The four runs and both
-tables are saved in a temporary directory (printed) for a second look.
+calibrated from a 5 s closed loop (a first, optimistic capacity) and a 15 s open-loop run at 40%
+of it, whose CPU per request, read from the pod's cgroup, gives the capacity under the CPU limit.
+Then a 2-minute step trace: 4 steps of 30 s at 20/40/60/75% of that capacity. The simulator
+replays the same arrival times, throttling the pod as CFS does when the limit is enforced.
+Printed: measured vs predicted p95 and $/1M per step and overall, with the error in %, and the
+pod's CPU per request in each step against the calibration's (how far the machine moved); the
+target is p95 within 15% at loads below 80% of capacity. The runs and tables are saved in a
+temporary directory (printed) for a second look.
 
     .venv/bin/python -m bench sim_live
 """
@@ -18,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from servelab import validate
@@ -38,18 +43,34 @@ def deployment(model: str) -> dict:
     return doc
 
 
+def step_cpu(cluster: LocalCluster, check: validate.Validation) -> pd.DataFrame:
+    """The live pod's CPU per request in each step, against what the calibration measured."""
+    calibrated = check.service.busy_s.mean() * (check.service.pod.cpu_busy_cores if check.service.pod else float("nan"))
+    limit = check.live.meta.get("cpu_limit_cores") or float("nan")
+    edges = np.concatenate(([0.0], np.cumsum([d for d, _ in check.schedule.steps])))
+    clock, frame, rows = check.live.meta["clock_unix_s"], check.live.frame, []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        used = sum(p["cpu_used_core_s"] for p in cluster.run_metadata(clock + lo, clock + hi)["pods"])
+        ok = int(((frame["intended_s"] >= lo) & (frame["intended_s"] < hi) & (frame["status"] // 100 == 2)).sum())
+        rows.append({"step": i + 1, "cpu_ms_per_request": used / ok * 1000, "calibrated_ms": calibrated * 1000,
+                     "share_of_limit": used / (hi - lo) / limit})
+    return pd.DataFrame(rows).set_index("step")
+
+
 def main() -> None:
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     with LocalCluster(service_port=0) as cluster:
         cluster.apply([SERVICE, deployment(MODEL)])
         cluster.wait_ready("model-serving-deployment", timeout=60)
         check = validate.against_live(cluster, step_s=30.0, calibration_s=15.0, saturation_s=5.0, progress=False)
+        cpu = step_cpu(cluster, check)
     meta = check.live.meta
     print(f"model {MODEL}, 1 replica, CPU limit {meta.get('cpu_limit_cores')} cores "
           f"({'enforced' if meta.get('limits_enforced') else 'NOT enforced: ' + str(meta.get('limits_note'))}), "
           f"{meta.get('cpu_count')} CPUs; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
           "(other programs on the machine take CPU from the pod and the generator)")
     print(check)
+    print("", "pod CPU per request (cgroup; steps read at the backend's 1 s samples):", cpu.to_string(float_format=lambda v: f"{v:.3g}"), sep="\n")
     print(f"runs and tables saved in {check.save(tempfile.mkdtemp(prefix='servelab-sim-live-'))}")
     under = check.steps[check.steps["load"] < TARGET_BELOW_LOAD]
     worst = under["p95_error_pct"].abs().max()
