@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,12 @@ class ShardRecord:
 
 @dataclass
 class _Recorder:
-    """Preallocated per-request columns; closed loop grows them as users send."""
+    """Per-request columns as plain lists, preallocated (closed loop grows them as users send).
+
+    Lists, not numpy arrays: writing one Python float into a list costs a fraction of writing it
+    into an array, and this runs for every request; `to_record` converts once at the end, and
+    parses the server-timing headers there too, outside the sending.
+    """
 
     capacity: int
     size: int = 0
@@ -71,44 +77,34 @@ class _Recorder:
 
     def __post_init__(self) -> None:
         n = max(self.capacity, 1)
-        self.intended = np.full(n, np.nan)
-        self.sent = np.full(n, np.nan)
-        self.done = np.full(n, np.nan)
-        self.status = np.zeros(n, dtype=np.int16)
-        self.nbytes = np.zeros(n, dtype=np.int64)
-        self.infer = np.full(n, np.nan)
+        self.intended, self.sent, self.done = [math.nan] * n, [math.nan] * n, [math.nan] * n
+        self.status, self.nbytes = [0] * n, [0] * n
         self.replica: list = [None] * n
+        self.timing: list = [None] * n  # server-timing header values
         self.error: list = [None] * n
 
     def add(self, intended: float) -> int:
         """Claim the next slot for a request intended at `intended` (absolute monotonic time)."""
-        if self.size == len(self.intended):
-            self._grow()
         i = self.size
+        if i == len(self.intended):
+            for column, fill in ((self.intended, math.nan), (self.sent, math.nan), (self.done, math.nan),
+                                 (self.status, 0), (self.nbytes, 0), (self.replica, None), (self.timing, None),
+                                 (self.error, None)):
+                column.extend([fill] * i)
         self.intended[i] = intended
-        self.size += 1
+        self.size = i + 1
         return i
 
-    def _grow(self) -> None:
-        n = len(self.intended)
-        for name, fill in (("intended", np.nan), ("sent", np.nan), ("done", np.nan), ("infer", np.nan),
-                           ("status", 0), ("nbytes", 0)):
-            old = getattr(self, name)
-            setattr(self, name, np.concatenate([old, np.full(n, fill, dtype=old.dtype)]))
-        self.replica.extend([None] * n)
-        self.error.extend([None] * n)
-
     def finish(self, i: int, status: int, nbytes: int = 0, replica: str | None = None,
-               infer_ms: float | None = None, error: str | None = None, done: float | None = None) -> None:
+               server_timing: str | None = None, error: str | None = None, done: float | None = None) -> None:
         """Record request `i`'s outcome; `done` is when its response was complete (default: now)."""
         done = time.monotonic() if done is None else done
         self.done[i] = done
         self.status[i] = status
         self.nbytes[i] = nbytes
         self.replica[i] = replica
+        self.timing[i] = server_timing
         self.error[i] = error
-        if infer_ms is not None:
-            self.infer[i] = infer_ms / 1000.0
         self.n_done += 1
         if 200 <= status < 300:
             self.n_ok += 1
@@ -116,9 +112,12 @@ class _Recorder:
 
     def to_record(self, start: float) -> ShardRecord:
         n = self.size
+        times = lambda column: np.array(column[:n], dtype=np.float64) - start  # noqa: E731
+        infer = [_infer_ms(t) for t in self.timing[:n]]
         return ShardRecord(
-            intended=self.intended[:n] - start, sent=self.sent[:n] - start, done=self.done[:n] - start,
-            status=self.status[:n].copy(), nbytes=self.nbytes[:n].copy(), infer=self.infer[:n].copy(),
+            intended=times(self.intended), sent=times(self.sent), done=times(self.done),
+            status=np.array(self.status[:n], dtype=np.int16), nbytes=np.array(self.nbytes[:n], dtype=np.int64),
+            infer=np.array([math.nan if ms is None else ms / 1000.0 for ms in infer], dtype=np.float64),
             replica=self.replica[:n], error=self.error[:n],
         )
 
@@ -145,10 +144,8 @@ async def _send(pool: Pool, shard: Shard, rec: _Recorder, i: int) -> None:
         rec.finish(i, 0, error=f"{type(exc).__name__}: {exc}".strip(": "))
     else:
         status = resp.status
-        ok = 200 <= status < 300
-        rec.finish(i, status, resp.nbytes, replica=resp.replica, infer_ms=_infer_ms(resp.server_timing),
-                   error=None if ok else resp.head.decode("utf-8", "replace") or f"HTTP {status} with an empty body",
-                   done=resp.done)
+        error = None if 200 <= status < 300 else resp.head.decode("utf-8", "replace") or f"HTTP {status}, empty body"
+        rec.finish(i, status, resp.nbytes, resp.replica, resp.server_timing, error, resp.done)
 
 
 async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
