@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from local_fixtures import SERVICE, deployment
-from servelab import validate
+from servelab import sim, validate
 from servelab.backends.local import LocalCluster
 
 NAME = "model-serving-deployment"
@@ -70,3 +70,15 @@ def test_cost_from_the_same_pod_timeline(check):
 def test_steps_follow_the_measured_capacity(check):
     assert [round(r / check.capacity_rps, 6) for _, r in check.schedule.steps] == [0.25, 0.5]
     assert list(check.steps["load"].round(6)) == [0.25, 0.5]
+
+
+def test_calibration_reads_the_pods_cpu_and_its_enforced_limit(check):
+    """Busy time from the pod's CPU counters; the CPU limit becomes a quota only where it was enforced."""
+    service, meta = sim.calibrate(check.low), check.low.meta
+    assert "from the pods' counters" in service.source
+    if meta["limits_enforced"]:
+        assert service.pod.cpu_limit_cores == meta["cpu_limit_cores"] and service.pod.throttles
+    else:
+        assert service.pod.cpu_limit_cores is None and "not modelled" in service.pod.note
+    # CPU per request: at least most of the model's own time, and not many times it (units, windows)
+    assert 0.5 <= service.busy_s.mean() / check.low.frame["infer_s"].mean() <= 4
