@@ -136,3 +136,39 @@ def test_edge_latency_draws_each_prediction_in_order():
     ax = plots.edge_latency(runs, slo_ms=50)
     assert ax.get_title() == "p95: tiny 0.02 ms, large 6.40 ms"
     assert len(ax.lines[1].get_ydata()) == 20
+
+
+def small_day():
+    """A compressed day for two architectures, from the simulator (fast: a few thousand requests)."""
+    from pathlib import Path
+
+    from servelab import architectures, cost, sim
+    from servelab.load import schedules
+
+    manifest = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
+    traffic = schedules.Diurnal(mean_rate=60, peak_to_trough=4, duration=480, period=480)
+    options = architectures.candidates(manifest, static=(1, 2), deferred_share=0.3, period_s=480)[:2]
+    return architectures.simulate_day(traffic, sim.ServiceTimes.exponential(0.01), options, slo_ms=100,
+                                      price=cost.load_pricing(), startup_s=2.0, window_s=20)
+
+
+def test_day_by_architecture_counts_the_architectures_within_the_slo_all_day():
+    fig = plots.day_by_architecture(small_day())
+    top, bottom = fig.axes[0], fig.axes[1]
+    assert top.get_title().endswith("architectures keep p95 within 100 ms in every window of the day")
+    assert "of 2 architectures" in top.get_title()
+    assert bottom.get_xlabel() == "hour of the day" and bottom.get_xlim()[1] <= 24.5
+    assert "'static, 2 pods' holds the most" in bottom.get_title()
+
+
+def test_predicted_vs_measured_titles_both_p95s_and_the_error():
+    from servelab import sim
+    from servelab.load import schedules
+
+    traffic = schedules.Constant(50, 20)
+    measured = sim.simulate(traffic, sim.ServiceTimes.exponential(0.004), policy=sim.Static(1))
+    predicted = sim.simulate(traffic, sim.ServiceTimes.exponential(0.008), policy=sim.Static(2))
+    fig = plots.predicted_vs_measured(measured, predicted, window_s=2.0, slo_ms=50)
+    title = fig.axes[0].get_title()
+    assert title.startswith("p95 over the run: measured ") and "predicted" in title and "%)" in title
+    assert fig.axes[1].get_ylabel() == "pods paid for (mean per window)"

@@ -1,0 +1,278 @@
+"""Serving architectures compared over one simulated day: latency against an SLO, and dollars.
+
+An architecture here is how a day's requests are served: a fixed number of pods, the HPA, or the
+HPA for the requests that need an answer now plus a nightly batch job for the share that can
+wait. `simulate_day` runs each through `servelab.sim` on the same arrivals and keeps only what a
+decision needs (a row of figures, p95 and pods per time window), so a 24-hour day of millions of
+requests fits in memory several times over. `compare_live` puts a live run beside the
+simulator's prediction of it.
+
+Edge serving (the model on the user's device) is not modelled: the simulator has no devices.
+Lab 06 measures it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from servelab import cost, hpa, sim
+from servelab.load.result import Result
+from servelab.load.schedules import Schedule
+
+DAY_S = 86400.0
+NIGHTLY_RUN_AT_H = 2.0  # the batch job runs at 02:00, when traffic is near its trough
+PEAK_HOUR = "peak-hour p95 (ms)"
+PER_DAY = "$ per day"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One way to serve the day: `policy` for the requests that need an answer now, and, if
+    `deferred_share` > 0, a `batch` job for that share of requests, which can wait for it."""
+
+    name: str
+    policy: sim.Static | sim.Autoscaled
+    deferred_share: float = 0.0
+    batch: sim.Batch | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.deferred_share < 1:
+            raise ValueError(f"{self.name}: deferred_share is a share of requests, 0 <= share < 1; got {self.deferred_share}")
+        if (self.deferred_share > 0) != (self.batch is not None):
+            raise ValueError(f"{self.name}: a deferred share needs a batch job, and a batch job a deferred share")
+
+
+def candidates(hpa_manifest: str | Path, *, static: tuple[int, ...] = (1, 2, 3, 4), deferred_share: float = 0.3,
+               period_s: float = DAY_S) -> list[Architecture]:
+    """The architectures a team would put on the table: static counts, the HPA of `hpa_manifest`,
+    and that HPA with `deferred_share` of the requests moved to a nightly batch job of one pod.
+
+    `period_s` is the length of the day (shorter for a compressed day): the job runs at 02:00 of it.
+    """
+    autoscaled = sim.Autoscaled.from_manifest(hpa_manifest)
+    spec = autoscaled.spec
+    hpa_name = f"HPA, {spec.min_replicas} to {spec.max_replicas} pods"
+    nightly = sim.Batch(replicas=1, period_s=period_s, run_at_s=NIGHTLY_RUN_AT_H / 24 * period_s)
+    return [
+        *(Architecture(f"static, {n} pod{'s' * (n > 1)}", sim.Static(n)) for n in static),
+        Architecture(hpa_name, autoscaled),
+        Architecture(f"HPA + nightly batch ({deferred_share:.0%})", autoscaled, deferred_share, nightly),
+    ]
+
+
+def autoscaled(hpa_manifest: dict, sync_period_s: float) -> sim.Autoscaled:
+    """The simulator's HPA policy from a manifest dict (as applied to a cluster) and a sync period."""
+    return sim.Autoscaled(hpa.HPASpec.from_manifest(hpa_manifest), sync_period_s=sync_period_s)
+
+
+def calibration_table(moderate: Result, saturated: Result, service: sim.ServiceTimes, startup_s: float) -> pd.Series:
+    """What the simulator learned from the live calibration, beside what the closed loop measured:
+    the two capacities come from different measurements, and a reader should see both."""
+    pod = service.pod or sim.PodSize()
+    summary = moderate.summary()
+    limit = f"{pod.cpu_limit_cores:g}" if pod.cpu_limit_cores else (pod.note or "none")
+    return pd.Series({
+        "calibration rate (req/s)": round(summary["offered_rate"], 1),
+        "answer time p50 / p95 (ms)": f"{summary['p50']:.2f} / {summary['p95']:.2f}",
+        "CPU per request (ms of one core)": round(float(service.busy_s.mean()) * pod.cpu_busy_cores * 1000, 3),
+        "CPU limit modelled (cores)": limit,
+        "one pod's capacity, measured in a closed loop (req/s)": round(saturated.summary()["achieved_rate"], 1),
+        "one pod's capacity, as the simulator derives it (req/s)": round(sim.capacity_rps(service), 1),
+        "pod start-up, created to Ready (s)": round(startup_s, 2),
+    }, name="calibration")
+
+
+def random_arrivals(schedule: Schedule, seed: int = 0) -> np.ndarray:
+    """Arrival times of many independent users following `schedule`'s rate curve (sorted, seconds).
+
+    `send_times` spaces requests evenly, which no crowd of users does; evenly spaced arrivals
+    hardly ever queue, so a simulation on them would flatter every architecture. This draws a
+    Poisson number of arrivals in each second (the rate at its middle) and places them uniformly
+    in it: a Poisson process following the curve, to within a second.
+    """
+    rng = np.random.default_rng(seed)
+    seconds = np.arange(int(np.ceil(schedule.duration)), dtype=np.float64)
+    counts = rng.poisson(schedule.rate_at(np.minimum(seconds + 0.5, schedule.duration)))
+    times = np.repeat(seconds, counts) + rng.random(int(counts.sum()))
+    return np.sort(times[times < schedule.duration], kind="stable")
+
+
+def pods_over_time(result: Result, window_s: float, duration_s: float | None = None,
+                   origin_s: float | None = None) -> pd.Series:
+    """Mean pods alive (hence paid for) in each window of a run, from its `meta["pods"]`.
+
+    `origin_s` is the run's start on its pods' clock: 0 for a simulation. None takes the earliest
+    pod start, which is a live run's start to within a second (the cluster reports its pods
+    clipped to the run), but not a batch job's, whose first pod starts when the job does.
+    """
+    pods = result.meta["pods"]
+    origin = min(p["start_s"] for p in pods) if origin_s is None else origin_s
+    end = duration_s or max(p["end_s"] for p in pods) - origin
+    edges = np.arange(0.0, end + window_s, window_s)
+    alive = np.zeros(len(edges) - 1)
+    for pod in pods:
+        start, stop = pod["start_s"] - origin, pod["end_s"] - origin
+        alive += np.clip(np.minimum(edges[1:], stop) - np.maximum(edges[:-1], start), 0.0, None)
+    return pd.Series(alive / window_s, index=edges[:-1], name="pods")
+
+
+def p95_over_time(result: Result, window_s: float, duration_s: float) -> pd.Series:
+    """p95 latency (ms) of the successful requests due in each window; NaN where none was."""
+    frame = result.frame[result.ok]
+    window = (frame["intended_s"] // window_s).astype(int)
+    p95 = (frame["latency_s"] * 1000).groupby(window).quantile(0.95).reindex(range(int(np.ceil(duration_s / window_s))))
+    p95.index = p95.index * window_s
+    return p95.rename("p95_ms")
+
+
+@dataclass
+class Day:
+    """What `simulate_day` kept: one row per architecture, and its p95 and pods per window."""
+
+    table: pd.DataFrame
+    p95_ms: pd.DataFrame  # index: window start (s); one column per architecture
+    pods: pd.DataFrame  # mean pods alive per window, same shape
+    rate: pd.Series  # offered requests/s at each window's middle
+    slo_ms: float
+    peak: tuple[float, float]
+    requests: int
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def simulate_day(
+    schedule: Schedule,
+    service: sim.ServiceTimes,
+    architectures: list[Architecture],
+    *,
+    slo_ms: float,
+    price: cost.Price,
+    startup_s: float,
+    pod: sim.PodSize | None = None,
+    window_s: float = 900.0,
+    seed: int = 0,
+) -> Day:
+    """Serve one day of `schedule` with each architecture, on the same random arrivals.
+
+    Latency figures cover the requests that need an answer now (the deferred share is answered
+    by the batch job hours later, by design); "the peak hour" is the hour of the day with the
+    most traffic. Dollars are the day's pods under `cost` (the OpenCost rule), batch runs
+    included, scaled to 24 hours when the day is compressed.
+    """
+    arrivals = random_arrivals(schedule, seed)
+    duration = schedule.duration
+    peak = _peak_hour(schedule)
+    rows, p95s, pods = {}, {}, {}
+    for arch in architectures:
+        started = time.perf_counter()
+        deferred = np.random.default_rng(seed + 1).random(len(arrivals)) < arch.deferred_share
+        online = sim.simulate(arrivals[~deferred], service, policy=arch.policy, startup_s=startup_s, pod=pod, seed=seed)
+        runs = [online]
+        if arch.batch is not None:
+            runs.append(sim.simulate(arrivals[deferred], service, policy=arch.batch, startup_s=startup_s, pod=pod, seed=seed))
+        rows[arch.name] = _day_row(runs, duration, peak, slo_ms, price)
+        rows[arch.name]["sim (s)"] = time.perf_counter() - started
+        p95s[arch.name] = p95_over_time(online, window_s, duration)
+        pods[arch.name] = sum(pods_over_time(r, window_s, duration, origin_s=0.0) for r in runs)
+        del online, runs  # a day of requests is hundreds of MB per run; keep only the figures
+    middles = p95s[architectures[0].name].index + window_s / 2
+    notes = [] if duration == DAY_S else [f"the day is compressed into {duration:g} s; dollars are scaled to 24 h"]
+    return Day(pd.DataFrame(rows).T, pd.DataFrame(p95s), pd.DataFrame(pods),
+               pd.Series(schedule.rate_at(middles), index=middles - window_s / 2, name="req/s"),
+               slo_ms, peak, len(arrivals), duration, notes)
+
+
+def _peak_hour(schedule: Schedule) -> tuple[float, float]:
+    """The 24th of the day (an hour, unless the day is compressed) that offers the most requests."""
+    t = np.linspace(0.0, schedule.duration, 2400, endpoint=False)
+    per_hour = np.convolve(schedule.rate_at(t), np.ones(100), "valid")  # 100 grid points = 1/24 of the day
+    start = float(t[int(np.argmax(per_hour))])
+    return start, start + schedule.duration / 24
+
+
+def _day_row(runs: list[Result], duration: float, peak: tuple[float, float], slo_ms: float, price: cost.Price) -> dict:
+    """The decision's figures for one architecture: its online run first, then its batch run if any."""
+    online = runs[0]
+    latency_ms = online.frame["latency_s"].to_numpy() * 1000
+    intended = online.frame["intended_s"].to_numpy()
+    in_peak = latency_ms[(intended >= peak[0]) & (intended < peak[1])]
+    reports = [cost.cost_of_result(r, price) for r in runs]
+    dollars = sum(r.dollars for r in reports)
+    idle = sum(r.dollars * (r.idle_share or 0.0) for r in reports)
+    predictions = sum(r.predictions_ok for r in reports)
+    pod_s = sum(p["end_s"] - p["start_s"] for r in runs for p in r.meta["pods"])
+    deferred = runs[1].frame["latency_s"].max() / duration * 24 if len(runs) > 1 and len(runs[1].frame) else np.nan
+    return {
+        "p95 (ms)": float(np.percentile(latency_ms, 95)),
+        PEAK_HOUR: float(np.percentile(in_peak, 95)) if len(in_peak) else np.nan,
+        f"over {slo_ms:g} ms (%)": float(100 * np.mean(latency_ms > slo_ms)),
+        "mean pods": pod_s / duration,
+        PER_DAY: dollars / duration * DAY_S,
+        "$ per 1M": dollars / predictions * 1e6,
+        "idle share": idle / dollars,
+        "batch wait (h)": deferred,
+    }
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    """What a live check runs for a choice: the policy of its online part, and the share of the
+    day's requests that part serves (a batch job's share would wait for the night; it is not run live)."""
+
+    policy: sim.Static | sim.Autoscaled
+    online_share: float
+
+
+def live_plan(architecture: Architecture | None, hpa_manifest: dict, sync_period_s: float) -> LivePlan:
+    """A static choice as it is; an autoscaled one (or no choice: the HPA is then the one to check)
+    with the HPA of `hpa_manifest` at `sync_period_s`, the shortened windows a lab-length run needs."""
+    if architecture is not None and isinstance(architecture.policy, sim.Static):
+        return LivePlan(architecture.policy, 1.0)
+    share = 1.0 - (architecture.deferred_share if architecture is not None else 0.0)
+    return LivePlan(autoscaled(hpa_manifest, sync_period_s), share)
+
+
+def compare_live(live: Result, predicted: Result, price: cost.Price, slo_ms: float) -> pd.DataFrame:
+    """Measured against predicted for the same schedule: p50/p95/p99, share over the SLO, failures,
+    mean pods, dollars and $ per 1M, with the prediction's error in % of the measured figure."""
+    rows = {}
+    for name, run in (("measured", live), ("predicted", predicted)):
+        summary, report = run.summary(), cost.cost_of_result(run, price)
+        frame = run.frame
+        late = ((frame["latency_s"] * 1000 > slo_ms) | ~run.ok).mean()
+        rows[name] = {
+            "p50 (ms)": summary["p50"],
+            "p95 (ms)": summary["p95"],
+            "p99 (ms)": summary["p99"],
+            f"over {slo_ms:g} ms or failed (%)": 100 * late,
+            "failed": summary["errors"],
+            "mean pods": sum(p["end_s"] - p["start_s"] for p in run.meta["pods"]) / run.duration_s,
+            "$ per hour": report.per_hour,
+            "$ per 1M predictions": report.per_million,
+        }
+    table = pd.DataFrame(rows, dtype=float)
+    measured = table["measured"].where(table["measured"] != 0)
+    table["error (%)"] = (table["predicted"] - measured) / measured * 100
+    return table
+
+
+def prepare_live(cluster, policy: sim.Static | sim.Autoscaled, hpa_manifest: dict, timeout_s: float = 120) -> None:
+    """Set the model-serving Deployment up for `policy` and wait until it is steady: a static count
+    with every pod Ready and none still terminating (it would be billed to the run), or the HPA
+    applied and holding its minimum after its first measurement (a start-up burst can ask for more)."""
+    from servelab.lab import wait_until
+
+    deployment = hpa_manifest["spec"]["scaleTargetRef"]["name"]
+    if isinstance(policy, sim.Static):
+        cluster.scale(deployment, policy.replicas)
+        cluster.wait_ready(deployment, replicas=policy.replicas, timeout=timeout_s)
+        wait_until(lambda: len(cluster.pods()) == policy.replicas, timeout_s=timeout_s)
+        return
+    cluster.apply(hpa_manifest)
+    floor = policy.spec.min_replicas
+    wait_until(lambda: cluster.hpas()[0].utilization_pct is not None and cluster.deployments()[0].replicas == floor
+               and len(cluster.pods()) == floor, timeout_s=timeout_s)
