@@ -127,6 +127,41 @@ def test_round_robin_failover_and_no_pods(run):
     assert none.startswith(b"HTTP/1.1 503 Service Unavailable") and b"no Ready pod behind service svc" in none
 
 
+def test_split_and_pipelined_requests_and_a_ready_connection(run):
+    """A request in pieces waits for its end; two in one write go out one at a time, in order;
+    a pod gets its first connection when it joins, before any request."""
+
+    async def main():
+        connected = asyncio.Event()
+        server, endpoint = await pod("a")
+        server_b = await asyncio.start_server(lambda r, w: connected.set(), "127.0.0.1", 0)
+        proxy = ServiceProxy("svc", 0, "per-request")
+        await proxy.start()
+        try:
+            await proxy.set_endpoints([endpoint])
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"POST /echo HTTP/1.1\r\nContent-Le")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # let the proxy read the first piece on its own
+            writer.write(b"ngth: 3\r\n\r\none")
+            first = await reader.readuntil(b"one")
+            writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwoPOST /echo HTTP/1.1\r\n"
+                         b"Content-Length: 5\r\n\r\nthree")
+            pipelined = await reader.readuntil(b"three")
+            writer.close()
+            await proxy.set_endpoints([endpoint, ("127.0.0.1", server_b.sockets[0].getsockname()[1])])
+            await asyncio.wait_for(connected.wait(), 5)
+            return first, pipelined
+        finally:
+            await proxy.stop()
+            server.close()
+            server_b.close()
+
+    first, pipelined = run(main())
+    assert first.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n") and first.endswith(b"\r\n\r\none")
+    assert pipelined.count(b"HTTP/1.1 200 OK") == 2 and pipelined.index(b"two") < pipelined.index(b"three")
+
+
 def test_port_in_use_is_reported_with_the_port(run):
     async def main():
         holder = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)

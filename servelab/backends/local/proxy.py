@@ -6,10 +6,15 @@ endpoints as JSON lines on stdin and waits for "ok" on stdout before it terminat
 pod; when stdin closes (the owner exited or was killed) the proxy exits too.
 
 Two ways to balance, chosen per cluster (`service_mode`):
-- "per-request" (default): HTTP-aware; every request goes to the next Ready pod in round-robin
-  order, over kept-alive connections to the pods. Like an L7 proxy (Envoy, an ingress).
 - "per-connection": plain TCP; each client connection is pinned to one pod for its whole life.
-  Like kube-proxy: a client that keeps one connection open talks to one pod only.
+  This is what a real Service does (kube-proxy's iptables or IPVS rules pick a pod per
+  connection): a client that keeps one connection open talks to one pod only.
+- "per-request" (the default): HTTP-aware; every request goes to the next Ready pod in
+  round-robin order, over kept-alive connections to the pods, as a service mesh or an L7
+  ingress (Envoy, NGINX) would. It is the default because a learner's client keeps a few
+  connections alive (hey -c 2, one aiohttp session): pinned per connection, "scale to 5" would
+  leave three pods idle and the labs would measure the client's pool, not the replicas. The
+  labs show the kube-proxy behaviour with per-connection.
 Failures: a connection a pod refuses (it just died) is tried on the next pod, nothing having
 been sent. A request on a kept-alive pod connection that closes before any byte of answer is
 sent once more on a fresh connection (as HTTP clients do for reused connections: the pod may
@@ -17,53 +22,59 @@ have closed it while idle); so a killed pod's in-flight requests may be retried 
 which kube-proxy would not do. A request on a fresh connection that dies unanswered fails
 with 502; with no Ready pod the answer is 503.
 
-Both modes are written as plain asyncio protocol callbacks (no tasks or stream buffers on the
-request path), which halves the proxy's CPU per request compared with asyncio streams.
+The hop is kept cheap because every fraction of a millisecond shows in the labs' latency
+(`python -m bench local` measures it). Both modes are plain protocol callbacks (no task, future
+or stream buffer per request); uvloop sets TCP_NODELAY on both sides. Per request, a message's
+end is found from its head's Content-Length (Transfer-Encoding, Expect and Connection are
+looked at only when present; no header dict), a pod's bytes go to the client before any
+bookkeeping, nothing is copied on the usual path (a request that came in one read goes out as
+the same object), and one connection per pod is opened as soon as the pod is Ready, so its
+first request does not wait for a connect. On a small shared machine each Python step on this
+path costs microseconds (caches are cold after every idle gap), so per request still costs
+more than per connection: see the bench.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import sys
 
 MODES = ("per-request", "per-connection")
 MAX_HEAD = 64 * 1024
-CLOSE_DELIMITED = -1  # a response without length: it ends when the pod closes the connection
+# How a message's end is found: its Content-Length, its last chunk, or (a response without
+# length) the pod closing the connection.
+LENGTH, CHUNKED, UNTIL_CLOSE = -3, -2, -1  # negative: never a length
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Backends:
-    """The Ready endpoints, a round-robin cursor, and idle kept-alive connections per endpoint."""
+    """The Ready endpoints, a round-robin turn, and idle kept-alive connections per endpoint."""
 
     def __init__(self) -> None:
         self.endpoints: list[tuple[str, int]] = []
         self.idle: dict[tuple[str, int], list[PodConnection]] = {}
-        self._cursor = itertools.count()
+        self.turn = -1
 
-    def update(self, endpoints: list[tuple[str, int]]) -> None:
+    def update(self, endpoints: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Route only to `endpoints` from now on; return the ones that are new."""
+        new = [e for e in endpoints if e not in self.endpoints]
         self.endpoints = endpoints
         for gone in set(self.idle) - set(endpoints):
             for connection in self.idle.pop(gone):
                 connection.transport.close()
+        return new
 
-    def order(self) -> list[tuple[str, int]]:
-        """All endpoints, starting at the next one in round-robin order (the rest are fallbacks)."""
-        eps = self.endpoints
-        if not eps:
-            return []
-        start = next(self._cursor) % len(eps)
-        return eps[start:] + eps[:start]
+    def pick(self) -> int:
+        """The index of the next endpoint in round-robin order."""
+        self.turn += 1
+        return self.turn % len(self.endpoints) if self.endpoints else 0
 
-    def take_idle(self, endpoint: tuple[str, int]) -> PodConnection | None:
-        pool = self.idle.get(endpoint)
-        while pool:
-            connection = pool.pop()
-            if not connection.closed:
-                return connection
-        return None
+    def order(self, start: int) -> list[tuple[str, int]]:
+        """All endpoints from index `start` on, then the others (fallbacks if it refuses)."""
+        return self.endpoints[start:] + self.endpoints[:start]
 
     def release(self, connection: PodConnection) -> None:
         if connection.endpoint in self.endpoints and not connection.closed:
@@ -75,16 +86,33 @@ class Backends:
 # -- HTTP/1.1 message framing (just enough to know where a message ends) ----------------------
 
 
-def _headers(head: bytes) -> dict[bytes, bytes]:
-    """Lower-cased header names -> values (repeated headers: the last one wins)."""
-    found = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        found[name.strip().lower()] = value.strip()
-    return found
+def _field(head: bytes, name: bytes) -> bytes | None:
+    """The value of header `name` in a lower-cased head that ends with CRLF CRLF (the last wins).
+
+    `name` is given as it appears after a line break, e.g. b"\\r\\ncontent-length:".
+    """
+    at = head.rfind(name)
+    if at < 0:
+        return None
+    start = at + len(name)
+    return head[start:head.index(b"\r\n", start)].strip()
 
 
-def _chunked_end(buf: bytearray, pos: int) -> int | None:
+def _body_length(head: bytes) -> int:
+    """Body bytes after this lower-cased head: a length, CHUNKED, or UNTIL_CLOSE (no length given)."""
+    coding = _field(head, b"\r\ntransfer-encoding:")
+    if coding is not None and b"chunked" in coding:
+        return CHUNKED
+    length = _field(head, b"\r\ncontent-length:")
+    if length is None:
+        return UNTIL_CLOSE
+    n = int(length)
+    if n < 0:
+        raise ValueError(f"negative content-length {n}")
+    return n
+
+
+def _chunked_end(buf: bytes | bytearray, pos: int) -> int | None:
     """Where a chunked body starting at `pos` ends (after its trailers), or None if incomplete."""
     while True:
         line_end = buf.find(b"\r\n", pos)
@@ -105,16 +133,6 @@ def _chunked_end(buf: bytearray, pos: int) -> int | None:
             return None
 
 
-def _message_end(buf: bytearray, head_end: int, headers: dict, is_response: bool) -> int | None:
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        return _chunked_end(buf, head_end)
-    length = headers.get(b"content-length")
-    if length is not None:
-        end = head_end + int(length)
-        return end if len(buf) >= end else None
-    return CLOSE_DELIMITED if is_response else head_end
-
-
 def _error(status: str, message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
     return (
@@ -130,42 +148,56 @@ class ClientConnection(asyncio.Protocol):
     """A client's connection: cut its byte stream into requests, one in flight at a time."""
 
     def __init__(self, proxy: Proxy) -> None:
-        self.proxy, self.buf, self.busy, self.transport = proxy, bytearray(), False, None
-        self.keep_alive = True
+        self.proxy, self.transport = proxy, None
+        self.buf: bytes | bytearray = b""  # received and not yet sent on
+        self.busy, self.keep_alive = False, True
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        if not self.buf:
+            self.buf = data  # the usual case: a whole request in one read, passed on as this object
+        elif isinstance(self.buf, bytearray):
+            self.buf += data
+        else:
+            self.buf = bytearray(self.buf) + data
         if not self.busy:
             self._next_request()
 
     def _next_request(self) -> None:
+        # The client waits on this path, and on this machine every Python step costs microseconds
+        # (its caches are cold after each idle gap), so rare headers are looked up only when present.
         buf = self.buf
         head_end = buf.find(b"\r\n\r\n") + 4
         if head_end < 4:
             if len(buf) > MAX_HEAD:
                 self.respond(_error("431 Request Header Fields Too Large", "request head over 64 KiB"), False)
             return
-        headers = _headers(bytes(buf[:head_end]))
-        if headers.get(b"expect", b"").lower() == b"100-continue":
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # we take the body ourselves
-            head = b"\r\n".join(l for l in bytes(buf[:head_end]).split(b"\r\n") if not l.lower().startswith(b"expect:"))
-            buf[:head_end] = head
-            head_end = len(head)
+        head = bytes(buf[:head_end]).lower()
+        if b"\r\nexpect:" in head and _field(head, b"\r\nexpect:") == b"100-continue":
+            self.transport.write(CONTINUE)  # we take the body ourselves, and the pod need not know
+            buf = self.buf = _without_expect(buf, head_end)
+            head_end = buf.find(b"\r\n\r\n") + 4
+            head = buf[:head_end].lower()
         try:
-            end = _message_end(buf, head_end, headers, is_response=False)
+            if b"\r\ntransfer-encoding:" in head or b"\r\ncontent-length:" in head:
+                length = _body_length(head)
+                end = _chunked_end(buf, head_end) if length == CHUNKED else head_end + length
+            else:
+                end = head_end
         except ValueError:
             self.respond(_error("400 Bad Request", "cannot read the request's length"), False)
             return
-        if end is None:
+        if end is None or end > len(buf):
             return
-        request = bytes(buf[:end])
-        del buf[:end]
+        if end == len(buf):
+            request, self.buf = bytes(buf), b""  # bytes(bytes) is the same object: no copy
+        else:
+            request, self.buf = bytes(buf[:end]), buf[end:]
         self.busy = True
-        self.keep_alive = headers.get(b"connection", b"").lower() != b"close"
-        self.proxy.dispatch(request, request.split(b" ", 1)[0], self)
+        self.keep_alive = b"\r\nconnection:" not in head or _field(head, b"\r\nconnection:") != b"close"
+        self.proxy.dispatch(request, self)
 
     def forward(self, data: bytes) -> None:
         if not self.transport.is_closing():
@@ -187,64 +219,93 @@ class ClientConnection(asyncio.Protocol):
         self.done(pod_keeps_alive)
 
     def connection_lost(self, exc) -> None:
-        self.buf.clear()
+        self.buf = b""
+
+
+def _without_expect(buf: bytes | bytearray, head_end: int) -> bytes:
+    lines = bytes(buf[:head_end]).split(b"\r\n")
+    return b"\r\n".join(l for l in lines if not l.lower().startswith(b"expect:")) + bytes(buf[head_end:])
 
 
 class PodConnection(asyncio.Protocol):
     """A kept-alive connection to one pod: send one request, pass its one response on as it comes.
 
-    Bytes go to the client as soon as they arrive (as a TCP forward would), while the framing is
-    followed to know where the response ends and the connection can serve the next request.
+    Every byte from the pod goes to the client at once, before anything else is done with it
+    (as a TCP forward would); only then is the head read, to learn how many bytes make the
+    response, so the connection can serve the next request once they have passed.
     """
 
     def __init__(self, proxy: Proxy, endpoint: tuple[str, int]) -> None:
         self.proxy, self.endpoint = proxy, endpoint
-        self.transport, self.buf, self.closed = None, bytearray(), False
+        self.transport, self.closed = None, False
         self.client: ClientConnection | None = None
-        self.request, self.method, self.reused = b"", b"", False
-        self.head_end, self.headers, self.bodyless, self.forwarded = 0, {}, False, 0
+        self.request, self.reused = b"", False
+        self.framing: int | None = None  # LENGTH, CHUNKED or UNTIL_CLOSE; None: head not read yet
+        self.remaining = 0  # LENGTH: bytes still to come
+        self.unread = b""  # bytes from the start of the (next) head, while it is incomplete
+        self.chunks = bytearray()  # CHUNKED: the body so far (its end is found by scanning)
+        self.forwarded, self.keep_alive = False, True
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
-    def send(self, request: bytes, method: bytes, client: ClientConnection, reused: bool) -> None:
-        self.request, self.method, self.client, self.reused = request, method, client, reused
-        self.buf.clear()
-        self.head_end = self.forwarded = 0
+    def send(self, request: bytes, client: ClientConnection, reused: bool) -> None:
+        self.client, self.request, self.reused = client, request, reused
+        self.framing, self.unread, self.forwarded = None, b"", False
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.client is None:
-            return
-        if not self.head_end and not self._read_head():
-            return
-        if self.forwarded < len(self.buf):
-            self.client.forward(bytes(self.buf[self.forwarded:]))
-            self.forwarded = len(self.buf)
-        end = self.head_end if self.bodyless else _message_end(self.buf, self.head_end, self.headers, is_response=True)
-        if end is None or end == CLOSE_DELIMITED:
-            return  # more to come (or all of it, at close)
-        client, self.client = self.client, None
-        if self.headers.get(b"connection", b"").lower() != b"close":
+        client = self.client
+        if client is None:
+            return  # nothing asked: a pod has nothing to say on an idle connection
+        if not client.transport.is_closing():
+            client.transport.write(data)  # first: the client waits for these bytes, not for the bookkeeping
+        self.forwarded = True
+        framing = self.framing
+        if framing is None:
+            if not self._read_head(self.unread + data if self.unread else data):
+                return
+        elif framing == LENGTH:
+            self.remaining -= len(data)
+        elif framing == CHUNKED:
+            self.chunks += data
+        if self.framing == LENGTH:
+            if self.remaining > 0:
+                return
+        elif self.framing == UNTIL_CLOSE or _chunked_end(self.chunks, 0) is None:
+            return  # UNTIL_CLOSE: all of it, at close
+        self.client = None
+        if self.keep_alive:
             self.proxy.backends.release(self)
         else:
             self.transport.close()
         client.done(True)
 
-    def _read_head(self) -> bool:
-        """Parse the response head once it is complete; interim 1xx answers are passed on whole."""
+    def _read_head(self, data: bytes) -> bool:
+        """Learn the response's framing from its head (after any interim 1xx heads); False: incomplete."""
         while True:
-            head_end = self.buf.find(b"\r\n\r\n") + 4
+            head_end = data.find(b"\r\n\r\n") + 4
             if head_end < 4:
+                self.unread = data
                 return False
-            status = int(bytes(self.buf[:head_end]).split(b" ", 2)[1])
-            if not 100 <= status < 200:
+            if data[9:10] != b"1":  # b"HTTP/1.1 200 OK": not an interim answer
                 break
-            self.client.forward(bytes(self.buf[:head_end]))
-            del self.buf[:head_end]
-        self.head_end, self.headers = head_end, _headers(bytes(self.buf[:head_end]))
-        self.bodyless = self.method == b"HEAD" or status in (204, 304)
+            data = data[head_end:]
+        head = data[:head_end].lower()
+        self.unread = b""
+        self.keep_alive = b"\r\nconnection:" not in head or _field(head, b"\r\nconnection:") != b"close"
+        if self.request.startswith(b"HEAD ") or data[9:12] in (b"204", b"304"):
+            length = 0
+        elif b"\r\ncontent-length:" in head or b"\r\ntransfer-encoding:" in head:
+            length = _body_length(head)
+        else:
+            length = UNTIL_CLOSE
+        if length == CHUNKED:
+            self.framing, self.chunks = CHUNKED, bytearray(data[head_end:])
+        elif length == UNTIL_CLOSE:
+            self.framing = UNTIL_CLOSE
+        else:
+            self.framing, self.remaining = LENGTH, head_end + length - len(data)
         return True
 
     def connection_lost(self, exc) -> None:
@@ -254,50 +315,74 @@ class PodConnection(asyncio.Protocol):
             return
         if self.forwarded:  # close-delimited responses end here; anything else was cut short
             client.done(False)
-        elif self.reused and not self.buf:  # the pod had closed this idle connection: retry fresh
-            self.proxy.dispatch(self.request, self.method, client, fresh=True)
+        elif self.reused:  # the pod had closed this idle connection: retry on a fresh one
+            self.proxy.dispatch(self.request, client, fresh=True)
         else:
             client.respond(_error("502 Bad Gateway", f"pod {self.endpoint[0]}:{self.endpoint[1]} closed the "
                                   "connection before answering"), True)
 
 
 class Proxy:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, preopen: bool) -> None:
+        self.name, self.preopen = name, preopen
         self.backends = Backends()
+        self.loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task] = set()  # connects in progress (the loop keeps only weak references)
 
-    def dispatch(self, request: bytes, method: bytes, client: ClientConnection, fresh: bool = False) -> None:
+    def dispatch(self, request: bytes, client: ClientConnection, fresh: bool = False) -> None:
         """Send `request` to the next pod: over an idle connection at once, else after connecting."""
-        order = self.backends.order()
-        if not order:
+        backends = self.backends
+        endpoints = backends.endpoints
+        if not endpoints:
             client.respond(_error("503 Service Unavailable", f"no Ready pod behind service {self.name}"), True)
             return
-        idle = None if fresh else self.backends.take_idle(order[0])
-        if idle is not None:
-            idle.send(request, method, client, reused=True)
-        else:
-            asyncio.get_running_loop().create_task(self._connect_and_send(order, request, method, client))
+        start = backends.pick()
+        if not fresh:
+            pool = backends.idle.get(endpoints[start])
+            while pool:
+                connection = pool.pop()
+                if not connection.closed:
+                    connection.send(request, client, reused=True)
+                    return
+        self._spawn(self._connect_and_send(backends.order(start), request, client))
 
-    async def _connect_and_send(self, order, request: bytes, method: bytes, client: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
+    def _spawn(self, coroutine) -> None:
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, endpoint: tuple[str, int]) -> PodConnection | None:
+        try:
+            _, connection = await self.loop.create_connection(lambda: PodConnection(self, endpoint), *endpoint)
+        except OSError:
+            return None  # refused: this pod is gone or not listening yet
+        return connection
+
+    async def _connect_and_send(self, order, request: bytes, client: ClientConnection) -> None:
         for endpoint in order:
-            try:
-                _, connection = await loop.create_connection(lambda: PodConnection(self, endpoint), *endpoint)
-            except OSError:
-                continue  # refused: this pod is gone or not listening yet; try the next one
-            connection.send(request, method, client, reused=False)
-            return
+            connection = await self._connect(endpoint)
+            if connection is not None:
+                connection.send(request, client, reused=False)
+                return
         client.respond(_error("503 Service Unavailable", f"no pod behind service {self.name} accepted a connection"), True)
+
+    async def _open_idle(self, endpoint: tuple[str, int]) -> None:
+        """Have one connection to a new pod ready before its first request."""
+        connection = await self._connect(endpoint)
+        if connection is not None:
+            self.backends.release(connection)
 
     async def control(self) -> None:
         """Read endpoint lists from stdin, answer "ok N"; return when stdin closes (owner gone)."""
-        loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        await self.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():
             message = json.loads(line)
-            self.backends.update([(host, int(port)) for host, port in message["endpoints"]])
+            new = self.backends.update([(host, int(port)) for host, port in message["endpoints"]])
             print(f"ok {message['seq']}", flush=True)
+            if self.preopen:
+                for endpoint in new:
+                    self._spawn(self._open_idle(endpoint))
 
 
 # -- per-connection ---------------------------------------------------------------------------
@@ -339,17 +424,17 @@ class Splice(asyncio.Protocol):
 class ClientSplice(Splice):
     """The client side of a per-connection forward: picks a pod (round-robin) when it connects."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, proxy: Proxy) -> None:
         super().__init__()
-        self.backends = backends
+        self.proxy = proxy
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        asyncio.get_running_loop().create_task(self._connect())
+        self.proxy._spawn(self._connect())
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        for endpoint in self.backends.order():
+        backends, loop = self.proxy.backends, self.proxy.loop
+        for endpoint in backends.order(backends.pick()):
             try:
                 await loop.create_connection(lambda: Splice(self), *endpoint)
                 return
@@ -359,12 +444,9 @@ class ClientSplice(Splice):
 
 
 async def serve(name: str, host: str, port: int, mode: str) -> None:
-    proxy = Proxy(name)
-    if mode == "per-connection":
-        factory = lambda: ClientSplice(proxy.backends)  # noqa: E731
-    else:
-        factory = lambda: ClientConnection(proxy)  # noqa: E731
-    server = await asyncio.get_running_loop().create_server(factory, host, port, backlog=1024, reuse_address=True)
+    proxy = Proxy(name, preopen=mode == "per-request")
+    protocol = ClientSplice if mode == "per-connection" else ClientConnection
+    server = await proxy.loop.create_server(lambda: protocol(proxy), host, port, backlog=1024, reuse_address=True)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await proxy.control()
     # The owner closed the pipe: stop now, without waiting for (or logging) open connections.
