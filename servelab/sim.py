@@ -18,6 +18,12 @@ requests together with a cumulative maximum. Stretches run many HPA syncs ahead;
 changes the replica count, the requests after it are undone and served again by the new set.
 Several slots per pod, or least-outstanding routing, need one request at a time (heapq, about a
 microsecond each). Pods scaled away leave the Service at once and drain their queue.
+
+A pod whose CPU limit is enforced (`PodSize.cpu_limit_cores`, filled in by `calibrate` from a
+run whose backend enforced it) is throttled as CFS does: full speed until the 100 ms period's
+quota is spent, then nothing until the next period. The queues are first solved without it; only
+the stretches from a period over quota until the queue next idles into a fresh period are served
+again one request at a time, so a day below capacity costs little more than without a limit.
 """
 
 from __future__ import annotations
