@@ -16,6 +16,7 @@ temporary directory (printed) for a second look.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import tempfile
 import time
@@ -51,7 +52,7 @@ def step_cpu(cluster: LocalCluster, check: validate.Validation) -> pd.DataFrame:
     limit = check.live.meta.get("cpu_limit_cores") or float("nan")
     edges = np.concatenate(([0.0], np.cumsum([d for d, _ in check.schedule.steps])))
     clock, frame, rows = check.live.meta["clock_unix_s"], check.live.frame, []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         used = sum(p["cpu_used_core_s"] for p in cluster.run_metadata(clock + lo, clock + hi)["pods"])
         ok = frame.loc[(frame["intended_s"] >= lo) & (frame["intended_s"] < hi) & (frame["status"] // 100 == 2)]
         halves = [np.percentile(half, 95) * 1000 for half in np.array_split(ok["latency_s"].to_numpy(), 2)]

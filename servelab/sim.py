@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -707,7 +708,7 @@ def _throttle(arrivals, s, done, g, first, counts, groups, free0, quota: _Quota)
     order = np.lexsort((bad_k, bad_pod))
     bad_pod, bad_k = bad_pod[order], bad_k[order]
     edges = np.flatnonzero(np.concatenate(([True], bad_pod[1:] != bad_pod[:-1], [True])))
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         i = bad_pod[lo]
         a, b = first[i], first[i] + counts[i]
         end = _throttled_queue(arrivals[a:b], s[a:b], done[a:b], np.unique(bad_k[lo:hi]).tolist(),
