@@ -30,9 +30,10 @@ from servelab.load import generator, schedules
 from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
 from servelab.load.result import Result, environment
 
-# Requests/s per generator process before `workers=None` adds another. aiohttp costs about 0.3 ms
-# of CPU per request on the 2-core machine this was measured on (bench/load.py), so 1500 req/s
-# keeps a process near half a core, where its schedule lag stays small.
+# Requests/s per generator process before `workers=None` adds another. A request costs about
+# 0.1 ms of client CPU, but an open-loop process also spins its event loop through waits shorter
+# than a millisecond (uvloop's timers count whole ms): on the 2-core machine this was measured on
+# (bench/load.py) a process used about 0.3 of a core at 1500 req/s and a whole one from 2000 on.
 RATE_PER_WORKER = 1500
 DEFAULT_MAX_INFLIGHT = 1000
 _START_MARGIN_S = 0.05  # between "all ready" and the first send, so every shard starts on time
