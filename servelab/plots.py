@@ -437,6 +437,9 @@ def predicted_vs_measured(live, predicted, *, window_s: float, slo_ms: float):
         bottom.step(pods.index, pods, where="post", color=colour, label=name)
     top.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
     top.set(yscale="log", ylabel=f"p95 per {window_s:g} s (ms, log scale)")
+    top.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))  # 10, not 10^1
+    top.yaxis.set_minor_formatter(plt.FuncFormatter(  # and 2, 5, 20, 50 between the powers of ten
+        lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
     measured, forecast = live.summary()["p95"], predicted.summary()["p95"]
     top.set_title(f"p95 over the run: measured {measured:.1f} ms, predicted {forecast:.1f} ms "
                   f"({(forecast - measured) / measured:+.0%})")
