@@ -90,7 +90,9 @@ class LocalCluster(base.Cluster):
     service_port: listen here instead of each Service's own port (0 = any free port; tests).
     sync_period_s: the HPA controller's sync period (upstream default 15 s).
     metrics_window_s: the CPU-rate window, as metrics-server's resolution (default: the sync period).
-    service_mode: "per-request" (HTTP-aware round-robin) or "per-connection" (TCP, like kube-proxy).
+    service_mode: "per-request" (HTTP-aware round-robin; the default, so that a client's few kept-alive
+    connections still spread over every replica, as behind a mesh or L7 proxy) or "per-connection"
+    (TCP, what kube-proxy does: a kept-alive connection stays on one pod).
     """
 
     backend = "local"
