@@ -1,11 +1,12 @@
 """Is the simulator right? Send a step trace to live pods, replay it in the simulator, compare.
 
 The simulator is calibrated from the learner's own measurements just before the live run
-(`sim.calibrate`): a short run at low load gives how long a lone request takes, and a closed-loop
-run that keeps the pods busy gives how many requests per second one pod serves. A step trace at
-fractions of that capacity then goes to the live Service, and the simulator replays exactly the
-same arrival times. `compare` puts p50/p95/p99 and cost from both side by side, with the error
-of the prediction in %.
+(`sim.calibrate`): an open-loop run at a moderate rate gives how long a request takes and, from
+the pods' CPU counters, how much CPU each costs, so how many one pod can serve under its CPU
+limit (a closed loop that keeps the pod busy only sizes that run, and is measured again after the
+trace to see whether the machine changed). A step trace at fractions of that capacity then goes
+to the live Service, and the simulator replays exactly the same arrival times. `compare` puts
+p50/p95/p99 and cost from both side by side, with the error of the prediction in %.
 
     from servelab import validate
     check = validate.against_live(cluster)   # the model-serving Deployment and Service applied
@@ -100,8 +101,8 @@ def by_step(live: Result, predicted: Result, schedule: schedules.Step, capacity_
 class Validation:
     """Everything one check measured and predicted, so a lab can plot or question any part of it."""
 
-    capacity_rps: float  # one pod's, from the saturating run
-    capacity_after_rps: float  # the same measured again after the live run: did the machine change?
+    capacity_rps: float  # one pod's, from the calibration's CPU per request (else from the saturating run)
+    capacity_after_rps: float  # the saturating run's rate again after the live run: did the machine change?
     service: sim.ServiceTimes
     schedule: schedules.Step
     low: Result  # calibration: a lone request's time
@@ -115,14 +116,15 @@ class Validation:
 
     @property
     def capacity_drift(self) -> float:
-        """How far one pod's capacity moved during the check (after / before - 1): other programs' doing."""
-        return self.capacity_after_rps / self.capacity_rps - 1
+        """How far one pod's closed-loop rate moved during the check (after / before - 1): other programs' doing."""
+        return self.saturated_after.summary()["achieved_rate"] / self.saturated.summary()["achieved_rate"] - 1
 
     def __str__(self) -> str:
         lines = [
-            f"calibration: lone request p50 {self.low.summary()['p50']:.2f} ms; one pod serves "
-            f"{self.capacity_rps:.0f} req/s ({self.service.source}); {self.capacity_after_rps:.0f} req/s "
-            "measured again after the trace",
+            f"calibration: {self.low.summary()['achieved_rate']:.0f} req/s, p50 {self.low.summary()['p50']:.2f} ms; "
+            f"one pod serves {self.capacity_rps:.0f} req/s ({self.service.source}); a closed loop got "
+            f"{self.saturated.summary()['achieved_rate']:.0f} req/s before the trace and "
+            f"{self.saturated_after.summary()['achieved_rate']:.0f} after",
             f"trace: {', '.join(f'{d:g} s at {r:.0f} req/s' for d, r in self.schedule.steps)}",
             "", "per step:", self.steps.to_string(float_format=lambda v: f"{v:.4g}"),
             "", "overall:", self.overall.to_string(float_format=lambda v: f"{v:.4g}"),
@@ -146,7 +148,7 @@ def against_live(
     fractions: tuple[float, ...] = FRACTIONS,
     step_s: float = 30.0,
     calibration_s: float = 8.0,
-    low_rate: float = 20.0,
+    calibration_load: float = 0.4,
     saturation_s: float = 5.0,
     users: int = 8,
     price: cost.Price | None = None,
@@ -158,35 +160,39 @@ def against_live(
     `cluster` runs the model-serving Deployment at a fixed replica count (no HPA), its pods Ready,
     behind its Service. Pick a model the generator can push past its capacity: on a 2-core machine
     one 0.5-CPU pod serves about 120-300 req/s of the large model but over 1000 of tiny. Steps last
-    `step_s` each at `fractions` of the measured capacity of all its replicas. Calibration: a
-    Poisson run at `low_rate` req/s for `calibration_s` (lone-request times; a short warm-up is
-    sent first and discarded) and a closed loop of `users` for `saturation_s` (capacity; a closed
-    loop keeps the pods busy without an unbounded queue, which would fail readiness probes). The
-    closed loop runs again after the trace: a capacity that moved means other programs took or
-    gave back CPU during the check, which the prediction could not know (see `warnings`).
+    `step_s` each at `fractions` of the capacity of all its replicas.
+
+    Calibration: a closed loop of `users` for `saturation_s` (it keeps the pods busy without an
+    unbounded queue, which would fail readiness probes) gives a first, optimistic capacity: busy
+    pods answer queued requests back to back and pay less per request than an open loop's. Then
+    an open loop at `calibration_load` of that rate for `calibration_s`, with the pods' CPU
+    counters read just before and after it, gives the answer times and the CPU each request costs
+    (`sim.calibrate`); the capacity the steps are fractions of is that CPU against the pods' limit
+    (`sim.capacity_rps`), or the closed loop's when the backend has no CPU counters. The closed
+    loop runs again after the trace: a rate that moved means other programs took or gave back CPU
+    during the check, which the prediction could not know (see `warnings`).
     """
     url = cluster.service_url()
-    runner.run(url, schedules.Constant(low_rate, 2.0), progress=False)  # connections, caches, model
-    low = runner.run(url, schedules.Poisson(low_rate, calibration_s, seed=seed), cluster=cluster, progress=progress)
+    runner.run(url, schedules.Constant(20.0, 2.0), progress=False)  # connections, caches, model
     saturated = runner.run_closed(url, users, saturation_s, cluster=cluster, progress=progress)
-    service = sim.calibrate(low, saturated=saturated)
     replicas = int(saturated.meta.get("replicas") or 1)
-    capacity = saturated.summary()["achieved_rate"] / replicas
+    closed_loop = saturated.summary()["achieved_rate"]
+    low = _measure(cluster, url, schedules.Constant(calibration_load * closed_loop, calibration_s), progress, seed)
+    service = sim.calibrate(low, saturated=saturated)
+    pod = service.pod or sim.PodSize(
+        cpu_request_cores=low.meta["cpu_request_cores"],
+        memory_request_gib=low.meta["memory_request_gib"],
+        cpu_busy_cores=low.meta.get("cpu_limit_cores") or low.meta["cpu_request_cores"],
+    )
+    capacity = sim.capacity_rps(service, pod) if service.pod else closed_loop / replicas
     schedule = schedules.Step([(step_s, f * capacity * replicas) for f in fractions])
 
     live = _measure(cluster, url, schedule, progress, seed)
-    meta = live.meta
-    pod = sim.PodSize(
-        cpu_request_cores=meta["cpu_request_cores"],
-        memory_request_gib=meta["memory_request_gib"],
-        cpu_busy_cores=meta.get("cpu_limit_cores") or meta["cpu_request_cores"],
-    )
     predicted = sim.simulate(schedule, service, policy=sim.Static(replicas), pod=pod, seed=seed)
     after = runner.run_closed(url, users, saturation_s, cluster=cluster, progress=progress)
-    capacity_after = after.summary()["achieved_rate"] / replicas
-    return Validation(
+    check = Validation(
         capacity_rps=capacity,
-        capacity_after_rps=capacity_after,
+        capacity_after_rps=after.summary()["achieved_rate"] / replicas,
         service=service,
         schedule=schedule,
         low=low,
@@ -196,17 +202,22 @@ def against_live(
         predicted=predicted,
         steps=by_step(live, predicted, schedule, capacity * replicas, price),
         overall=compare(live, predicted, price),
-        warnings=_warnings(low, saturated, live, capacity_after / capacity - 1),
     )
+    check.warnings = _warnings(low, saturated, live, check.capacity_drift)
+    return check
 
 
 def _measure(cluster, url: str, schedule: schedules.Schedule, progress: bool | None, seed: int) -> Result:
-    """The live run, its pods clipped to the run and put on its clock (0 = the first intended send).
+    """An open-loop run, its pods clipped to the run and put on its clock (0 = the first intended send).
 
     Without the clip, the pods' timeline would span the cluster's whole life, calibration included.
+    Asking for the pods just before and after makes the local backend read their CPU counters
+    then, so the run's CPU is its own, not shifted to the backend's once-a-second samples.
     """
+    cluster.pods()
     started = time.time()
     live = runner.run(url, schedule, cluster=cluster, progress=progress, seed=seed)
+    cluster.pods()
     pods = cluster.run_metadata(started, time.time())["pods"]
     live.meta["pods"] = [{**p, "start_s": p["start_s"] - started, "end_s": p["end_s"] - started} for p in pods]
     live.meta["clock_unix_s"] = started
