@@ -31,9 +31,15 @@ async def pod(name: str):
             except asyncio.IncompleteReadError:
                 break
             length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")), 0)
+            if b"\r\nexpect: 100-continue" in head.lower():  # as servers do; the client must see one only
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             body = await reader.readexactly(length)
             method, path = head.split(b" ")[:2]
             if path == b"/die":
+                break
+            if path == b"/once":  # answers, then closes the kept-alive connection unannounced (idle timeout)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-pod: %s\r\n\r\nonce" % name.encode())
+                await writer.drain()
                 break
             if path == b"/close":
                 writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close-" + name.encode())
@@ -48,6 +54,14 @@ async def pod(name: str):
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, ("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+async def started(endpoints) -> ServiceProxy:
+    """The real proxy process, routing to `endpoints`."""
+    proxy = ServiceProxy("svc", 0, "per-request")
+    await proxy.start()
+    await proxy.set_endpoints(endpoints)
+    return proxy
 
 
 async def exchange(port: int, raw: bytes, read_until_close: bool = False) -> bytes:
@@ -68,10 +82,8 @@ def run():
 def test_framings_pass_through_unchanged(run):
     async def main():
         server, endpoint = await pod("a")
-        proxy = ServiceProxy("svc", 0, "per-request")
-        await proxy.start()
+        proxy = await started([endpoint])
         try:
-            await proxy.set_endpoints([endpoint])
             results = {}
             for path, expected in RESPONSES.items():
                 results[path] = (await exchange(proxy.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path), expected)
@@ -96,10 +108,8 @@ def test_framings_pass_through_unchanged(run):
 def test_round_robin_failover_and_no_pods(run):
     async def main():
         (server_a, a), (server_b, b) = await pod("a"), await pod("b")
-        proxy = ServiceProxy("svc", 0, "per-request")
-        await proxy.start()
+        proxy = await started([a, b])
         try:
-            await proxy.set_endpoints([a, b])
             reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
             seen = []
             for _ in range(4):  # one kept-alive client connection, spread over both pods
@@ -135,10 +145,8 @@ def test_split_and_pipelined_requests_and_a_ready_connection(run):
         connected = asyncio.Event()
         server, endpoint = await pod("a")
         server_b = await asyncio.start_server(lambda r, w: connected.set(), "127.0.0.1", 0)
-        proxy = ServiceProxy("svc", 0, "per-request")
-        await proxy.start()
+        proxy = await started([endpoint])
         try:
-            await proxy.set_endpoints([endpoint])
             reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
             writer.write(b"POST /echo HTTP/1.1\r\nContent-Le")
             await writer.drain()
@@ -160,6 +168,66 @@ def test_split_and_pipelined_requests_and_a_ready_connection(run):
     first, pipelined = run(main())
     assert first.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n") and first.endswith(b"\r\n\r\none")
     assert pipelined.count(b"HTTP/1.1 200 OK") == 2 and pipelined.index(b"two") < pipelined.index(b"three")
+
+
+def test_a_held_connection_is_checked_before_sending(run):
+    """The proxy holds a pod connection for a client's next request: if that pod left the Service
+    meanwhile the request goes to a Ready one, and if the pod closed the connection the request
+    is sent on a fresh one."""
+
+    async def main():
+        (server_a, a), (server_b, b) = await pod("a"), await pod("b")
+        proxy = await started([a])
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+            first = await reader.readuntil(b"\r\n\r\nhi")  # a connection to a is held for the next one
+            await proxy.set_endpoints([b])
+            writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+            moved = await reader.readuntil(b"\r\n\r\nhi")
+            stale = []
+            for _ in range(4):  # b closes each connection after one answer: the next held one is stale
+                writer.write(b"GET /once HTTP/1.1\r\n\r\n")
+                stale.append(await asyncio.wait_for(reader.readuntil(b"once"), 5))
+                await asyncio.sleep(0.02)  # sometimes the close is seen before the next request
+            writer.close()
+            return first, moved, stale
+        finally:
+            await proxy.stop()
+            server_a.close()
+            server_b.close()
+
+    first, moved, stale = run(main())
+    assert b"x-pod: a" in first and b"x-pod: b" in moved
+    assert all(r.startswith(b"HTTP/1.1 200 OK") and b"x-pod: b" in r for r in stale)
+
+
+def test_pipelined_first_read_is_pinned_and_ordered(run):
+    """Requests pipelined in the very first read all reach the held pod, answered in order,
+    and later requests on that connection still pass (the connection is forwarded as bytes)."""
+
+    async def main():
+        server, endpoint = await pod("a")
+        proxy = await started([endpoint])
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"GET /chunked HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\ntwoPOST /ec")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"ho HTTP/1.1\r\nContent-Length: 5\r\n\r\nthree")
+            pipelined = await asyncio.wait_for(reader.readuntil(b"three"), 5)
+            writer.write(b"HEAD /length HTTP/1.1\r\n\r\n")
+            last = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.close()
+            return pipelined, last
+        finally:
+            await proxy.stop()
+            server.close()
+
+    pipelined, last = run(main())
+    assert pipelined.startswith(RESPONSES[b"/chunked"])
+    assert pipelined.count(b"HTTP/1.1 200 OK") == 3 and pipelined.index(b"two") < pipelined.index(b"three")
+    assert last == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
 
 
 def test_port_in_use_is_reported_with_the_port(run):

@@ -29,8 +29,15 @@ end is found from its head's Content-Length (Transfer-Encoding, Expect and Conne
 looked at only when present; no header dict), a pod's bytes go to the client before any
 bookkeeping, nothing is copied on the usual path (a request that came in one read goes out as
 the same object), and one connection per pod is opened as soon as the pod is Ready, so its
-first request does not wait for a connect. On a small shared machine each Python step on this
-path costs microseconds (caches are cold after every idle gap), so per request still costs
+first request does not wait for a connect. The request's path is cut the same way: while a
+client connection waits for its next request it holds an idle connection to the next pod in
+turn, chosen when the previous answer ended, and the request's first bytes are written to it
+before they are read (a per-pod Ready flag is checked first, so a pod that left the Service gets
+nothing; a held connection the pod closed meanwhile is retried on a fresh one). Requests
+pipelined in that first read all went to that pod, so such a client stays pinned to it, as a
+TCP forward, for the rest of its connection (round-robin is lost for it, order is kept, and
+closing is then the pod's business). On a small shared machine each Python step on this path
+costs microseconds (caches are cold after every idle gap), so per request still costs a little
 more than per connection: see the bench.
 """
 
@@ -50,11 +57,24 @@ LENGTH, CHUNKED, UNTIL_CLOSE = -3, -2, -1  # negative: never a length
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+class Flag:
+    """Whether an endpoint is still Ready: a connection held for a client checks it before sending."""
+
+    __slots__ = ("ready",)
+
+    def __init__(self, ready: bool) -> None:
+        self.ready = ready
+
+
+GONE = Flag(False)
+
+
 class Backends:
     """The Ready endpoints, a round-robin turn, and idle kept-alive connections per endpoint."""
 
     def __init__(self) -> None:
         self.endpoints: list[tuple[str, int]] = []
+        self.flags: dict[tuple[str, int], Flag] = {}
         self.idle: dict[tuple[str, int], list[PodConnection]] = {}
         self.turn = -1
 
@@ -62,6 +82,10 @@ class Backends:
         """Route only to `endpoints` from now on; return the ones that are new."""
         new = [e for e in endpoints if e not in self.endpoints]
         self.endpoints = endpoints
+        for gone in set(self.flags) - set(endpoints):
+            self.flags.pop(gone).ready = False  # connections held by clients see it before sending
+        for endpoint in new:
+            self.flags[endpoint] = Flag(True)
         for gone in set(self.idle) - set(endpoints):
             for connection in self.idle.pop(gone):
                 connection.transport.close()
@@ -72,12 +96,24 @@ class Backends:
         self.turn += 1
         return self.turn % len(self.endpoints) if self.endpoints else 0
 
+    def take(self) -> PodConnection | None:
+        """An idle connection to the next endpoint in turn, or None (then the turn is still used)."""
+        if not self.endpoints:
+            return None
+        pool = self.idle.get(self.endpoints[self.pick()])
+        while pool:
+            connection = pool.pop()
+            if not connection.closed:
+                return connection
+        self.turn -= 1  # none idle: the request that comes will connect to this endpoint
+        return None
+
     def order(self, start: int) -> list[tuple[str, int]]:
         """All endpoints from index `start` on, then the others (fallbacks if it refuses)."""
         return self.endpoints[start:] + self.endpoints[:start]
 
     def release(self, connection: PodConnection) -> None:
-        if connection.endpoint in self.endpoints and not connection.closed:
+        if connection.flag.ready and not connection.closed:
             self.idle.setdefault(connection.endpoint, []).append(connection)
         else:
             connection.transport.close()
@@ -144,48 +180,132 @@ def _error(status: str, message: str) -> bytes:
 # -- per-request ------------------------------------------------------------------------------
 
 
+def _request_end(buf: bytes | bytearray) -> tuple[int | None, bytes | None]:
+    """(where the request at the start of `buf` ends, its lower-cased head); None where not known yet."""
+    head_end = buf.find(b"\r\n\r\n") + 4
+    if head_end < 4:
+        return None, None
+    head = bytes(buf[:head_end]).lower()
+    if b"\r\ntransfer-encoding:" in head or b"\r\ncontent-length:" in head:
+        length = _body_length(head)
+        return (_chunked_end(buf, head_end) if length == CHUNKED else head_end + length), head
+    return head_end, head
+
+
+def _expects_continue(head: bytes) -> bool:
+    return b"\r\nexpect:" in head and _field(head, b"\r\nexpect:") == b"100-continue"
+
+
+def _keeps_alive(head: bytes) -> bool:
+    return b"\r\nconnection:" not in head or _field(head, b"\r\nconnection:") != b"close"
+
+
 class ClientConnection(asyncio.Protocol):
-    """A client's connection: cut its byte stream into requests, one in flight at a time."""
+    """A client's connection: cut its byte stream into requests, one in flight at a time.
+
+    While it waits for a request it holds an idle connection to the next pod in turn (`pod`);
+    a request's first bytes go straight to that pod, and only then are they read to find where
+    the request ends. Bytes after that end wait here until the answer is through, except when a
+    read holds more than one request (pipelining): those already went to the held pod, so the
+    client stays pinned to that pod, as a TCP forward, for the rest of its connection.
+    """
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy, self.transport = proxy, None
-        self.buf: bytes | bytearray = b""  # received and not yet sent on
+        self.buf: bytes | bytearray = b""  # received and not yet sent on (the current request, while streaming)
         self.busy, self.keep_alive = False, True
+        self.pod: PodConnection | None = None  # held for the next request
+        self.streaming: PodConnection | None = None  # has the current request's first `sent` bytes
+        self.sent = 0
+        self.pinned: PodConnection | None = None  # gets every byte from now on
+        self.fresh = False  # the held connection was stale: send this request on a fresh one
+        self.continued = False  # this request's 100 Continue was sent
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.pod = self.proxy.backends.take()
 
     def data_received(self, data: bytes) -> None:
+        pod = self.pod
+        if pod is not None and not self.busy and not self.buf:
+            self.pod = None
+            if pod.flag.ready and not pod.closed:
+                pod.transport.write(data)  # first: the client waits on this, not on reading it
+                pod.begin(data, self)
+                self.busy, self.buf, self.streaming, self.sent = True, data, pod, len(data)
+                self._stream()
+                return
+            self.proxy.backends.release(pod)  # its pod left the Service: closed there
+        if self.pinned is not None:
+            self.pinned.transport.write(data)
+            if not self.pinned.forwarded:
+                self.buf += data  # kept to send again if the pod connection was stale
+            return
         if not self.buf:
-            self.buf = data  # the usual case: a whole request in one read, passed on as this object
+            self.buf = data  # a whole request in one read is passed on as this object
         elif isinstance(self.buf, bytearray):
             self.buf += data
         else:
             self.buf = bytearray(self.buf) + data
-        if not self.busy:
+        if self.streaming is not None:
+            self._stream()
+        elif not self.busy:
             self._next_request()
 
+    def _stream(self) -> None:
+        """Send the rest of the current request to `streaming` once its end is known."""
+        pod, buf = self.streaming, self.buf
+        try:
+            end, head = _request_end(buf)
+        except ValueError:
+            pod.abandon()
+            self.streaming = None
+            self.respond(_error("400 Bad Request", "cannot read the request's length"), False)
+            return
+        if head is None and len(buf) > MAX_HEAD:
+            pod.abandon()
+            self.streaming = None
+            self.respond(_error("431 Request Header Fields Too Large", "request head over 64 KiB"), False)
+            return
+        if head is not None and not self.continued and _expects_continue(head):
+            self.continued = pod.drop_continue = True  # the pod's own 100 Continue, if any, is dropped
+            self.transport.write(CONTINUE)
+        if end is None or end > len(buf):  # all of it belongs to this request
+            if len(buf) > self.sent:
+                pod.transport.write(bytes(buf[self.sent:]))
+                self.sent = len(buf)
+            return
+        if end > self.sent:
+            pod.transport.write(bytes(buf[self.sent:end]))
+        self.streaming = None
+        self.keep_alive = _keeps_alive(head)
+        if end < self.sent:  # the first read held more than one request, all sent to this pod
+            self.pinned, pod.pinned, self.buf = pod, True, bytes(buf[:self.sent])
+            return
+        if end == len(buf):
+            pod.request, self.buf = bytes(buf), b""
+        else:
+            pod.request, self.buf = bytes(buf[:end]), buf[end:]
+
+    def stream_lost(self) -> None:
+        """The held connection closed unanswered before the request was all sent: send it afresh."""
+        self.streaming, self.busy, self.fresh = None, False, True
+        self._next_request()
+
     def _next_request(self) -> None:
-        # The client waits on this path, and on this machine every Python step costs microseconds
-        # (its caches are cold after each idle gap), so rare headers are looked up only when present.
         buf = self.buf
         head_end = buf.find(b"\r\n\r\n") + 4
         if head_end < 4:
             if len(buf) > MAX_HEAD:
                 self.respond(_error("431 Request Header Fields Too Large", "request head over 64 KiB"), False)
             return
-        head = bytes(buf[:head_end]).lower()
-        if b"\r\nexpect:" in head and _field(head, b"\r\nexpect:") == b"100-continue":
-            self.transport.write(CONTINUE)  # we take the body ourselves, and the pod need not know
+        if b"\r\nexpect:" in bytes(buf[:head_end]).lower():
+            if not self.continued and _expects_continue(bytes(buf[:head_end]).lower()):
+                self.transport.write(CONTINUE)  # we take the body ourselves, and the pod need not know
+            self.continued = True
             buf = self.buf = _without_expect(buf, head_end)
-            head_end = buf.find(b"\r\n\r\n") + 4
-            head = buf[:head_end].lower()
         try:
-            if b"\r\ntransfer-encoding:" in head or b"\r\ncontent-length:" in head:
-                length = _body_length(head)
-                end = _chunked_end(buf, head_end) if length == CHUNKED else head_end + length
-            else:
-                end = head_end
+            end, head = _request_end(buf)
         except ValueError:
             self.respond(_error("400 Bad Request", "cannot read the request's length"), False)
             return
@@ -196,8 +316,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             request, self.buf = bytes(buf[:end]), buf[end:]
         self.busy = True
-        self.keep_alive = b"\r\nconnection:" not in head or _field(head, b"\r\nconnection:") != b"close"
-        self.proxy.dispatch(request, self)
+        self.keep_alive = _keeps_alive(head)
+        fresh, self.fresh = self.fresh, False
+        self.proxy.dispatch(request, self, fresh)
 
     def forward(self, data: bytes) -> None:
         if not self.transport.is_closing():
@@ -205,13 +326,19 @@ class ClientConnection(asyncio.Protocol):
 
     def done(self, pod_keeps_alive: bool) -> None:
         """The response is complete: close if either side asked to, else serve the next request."""
-        self.busy = False
+        self.busy, self.continued = False, False
         if self.transport.is_closing():
             return
+        if self.streaming is not None:  # answered before the request was all sent: give up on it
+            self.streaming = None
+            pod_keeps_alive = False
         if not (self.keep_alive and pod_keeps_alive):
             self.transport.close()
-        elif self.buf:
+            return
+        if self.buf:
             self._next_request()
+        if not self.busy and not self.buf and self.pod is None:
+            self.pod = self.proxy.backends.take()  # held for the next request, off its path
 
     def respond(self, response: bytes, pod_keeps_alive: bool) -> None:
         """Answer from the proxy itself (errors)."""
@@ -220,6 +347,11 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.buf = b""
+        if self.pod is not None:
+            self.proxy.backends.release(self.pod)
+            self.pod = None
+        if self.pinned is not None:
+            self.pinned.transport.close()
 
 
 def _without_expect(buf: bytes | bytearray, head_end: int) -> bytes:
@@ -237,6 +369,7 @@ class PodConnection(asyncio.Protocol):
 
     def __init__(self, proxy: Proxy, endpoint: tuple[str, int]) -> None:
         self.proxy, self.endpoint = proxy, endpoint
+        self.flag = proxy.backends.flags.get(endpoint, GONE)
         self.transport, self.closed = None, False
         self.client: ClientConnection | None = None
         self.request, self.reused = b"", False
@@ -245,22 +378,41 @@ class PodConnection(asyncio.Protocol):
         self.unread = b""  # bytes from the start of the (next) head, while it is incomplete
         self.chunks = bytearray()  # CHUNKED: the body so far (its end is found by scanning)
         self.forwarded, self.keep_alive = False, True
+        self.drop_continue = False  # the proxy answered 100 Continue itself: drop the pod's
+        self.pinned = False  # a plain byte forward for the rest of the client's connection
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
-    def send(self, request: bytes, client: ClientConnection, reused: bool) -> None:
+    def begin(self, request: bytes, client: ClientConnection, reused: bool = True) -> None:
+        """`request` (or its first bytes) was just written: its answer goes to `client`."""
         self.client, self.request, self.reused = client, request, reused
-        self.framing, self.unread, self.forwarded = None, b"", False
+        self.framing, self.unread, self.forwarded, self.drop_continue = None, b"", False, False
+
+    def send(self, request: bytes, client: ClientConnection, reused: bool) -> None:
+        self.begin(request, client, reused)
         self.transport.write(request)
+
+    def abandon(self) -> None:
+        """Close without telling the client (it answers for itself)."""
+        self.client = None
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         client = self.client
         if client is None:
             return  # nothing asked: a pod has nothing to say on an idle connection
+        if self.drop_continue:
+            self.drop_continue = False
+            if data.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in data:
+                data = data[data.index(b"\r\n\r\n") + 4:]
+                if not data:
+                    return
         if not client.transport.is_closing():
             client.transport.write(data)  # first: the client waits for these bytes, not for the bookkeeping
         self.forwarded = True
+        if self.pinned:
+            return
         framing = self.framing
         if framing is None:
             if not self._read_head(self.unread + data if self.unread else data):
@@ -313,8 +465,20 @@ class PodConnection(asyncio.Protocol):
         client, self.client = self.client, None
         if client is None:
             return
-        if self.forwarded:  # close-delimited responses end here; anything else was cut short
+        if self.pinned:
+            if self.forwarded or not self.reused:
+                client.transport.close()
+            else:  # the pod had closed this idle connection: send all again on a fresh one
+                self.proxy.repin(client)
+        elif self.forwarded:  # close-delimited responses end here; anything else was cut short
             client.done(False)
+        elif client.streaming is self:  # the request was not all sent: the client sends it afresh
+            if self.reused:
+                client.stream_lost()
+            else:
+                client.streaming = None
+                client.respond(_error("502 Bad Gateway", f"pod {self.endpoint[0]}:{self.endpoint[1]} closed the "
+                                      "connection before answering"), False)
         elif self.reused:  # the pod had closed this idle connection: retry on a fresh one
             self.proxy.dispatch(self.request, client, fresh=True)
         else:
@@ -365,6 +529,23 @@ class Proxy:
                 connection.send(request, client, reused=False)
                 return
         client.respond(_error("503 Service Unavailable", f"no pod behind service {self.name} accepted a connection"), True)
+
+    def repin(self, client: ClientConnection) -> None:
+        """Send a pinned client's bytes so far to a fresh connection and pin the client to it."""
+        self._spawn(self._repin(client))
+
+    async def _repin(self, client: ClientConnection) -> None:
+        for endpoint in self.backends.order(self.backends.pick()):
+            connection = await self._connect(endpoint)
+            if connection is not None and client.transport.is_closing():
+                connection.transport.close()
+                return
+            if connection is not None:
+                connection.begin(client.buf, client, reused=False)
+                connection.pinned, client.pinned = True, connection
+                connection.transport.write(bytes(client.buf))
+                return
+        client.transport.close()
 
     async def _open_idle(self, endpoint: tuple[str, int]) -> None:
         """Have one connection to a new pod ready before its first request."""
