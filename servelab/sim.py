@@ -345,7 +345,7 @@ def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
     busy time stands in for the server-reported model time."""
     n = len(arrivals)
     latency = done - arrivals
-    frame = pd.DataFrame({
+    return pd.DataFrame({  # in COLUMNS order, uncopied: a simulated day is millions of rows
         "intended_s": arrivals,
         "sent_s": arrivals,
         "latency_s": latency,
@@ -355,8 +355,7 @@ def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
         "replica": pd.Categorical.from_codes(pod_ids, categories=names) if n else pd.Categorical([]),
         "error": np.full(n, None, dtype=object),
         "infer_s": busy_s,
-    })
-    return frame[COLUMNS]
+    }, copy=False)
 
 
 def replica_timeline(result: Result) -> pd.DataFrame:

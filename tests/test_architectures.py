@@ -185,3 +185,13 @@ def test_a_batch_jobs_pods_are_drawn_when_the_job_runs():
     job = sim.simulate(arrivals, SERVICE, policy=sim.Batch(replicas=1, period_s=200.0, run_at_s=150.0))
     pods = architectures.pods_over_time(job, window_s=50.0, duration_s=200.0, origin_s=0.0)
     assert pods.iloc[:3].sum() == 0 and pods.iloc[3] > 0  # nothing before 150 s
+
+
+def test_a_day_too_big_for_free_memory_is_compressed_and_says_so(capsys):
+    assert architectures.day_that_fits(86400, 100, available_bytes=64 * 2**30) == 86400
+    assert capsys.readouterr().out == ""
+    # 8.64M requests need ~2.4 GiB; with 1 GiB free, half of it holds ~1/5 of the day
+    shorter = architectures.day_that_fits(86400, 100, available_bytes=2**30)
+    assert 600 <= shorter < 86400 and shorter % 600 == 0
+    assert shorter * 100 * architectures.BYTES_PER_REQUEST <= 2**30 / 2
+    assert "compressed into" in capsys.readouterr().out
