@@ -322,7 +322,7 @@ def _replicas_label(n: int) -> str:
 
 
 def serving_ways(table: pd.DataFrame):
-    """How long a prediction waits and what a million cost, one bar per way of serving (`lab.serving_ways`).
+    """How long a prediction waits and what a million cost, one bar per way of serving (`serving_ways.serving_ways`).
 
     The wait is p95 for online and edge, and the time to the last result for batch (its rows have
     no answer of their own until the Job ends), on one log axis so both fit.
@@ -371,7 +371,7 @@ def p95_by_setting(sweeps: Mapping[str, object], *, slo_ms: float, ax=None):
 
 
 def edge_latency(runs: Mapping[str, object], *, slo_ms: float, ax=None):
-    """Each prediction's time, in the order made, one series per device run (`lab.predict_on_device`).
+    """Each prediction's time, in the order made, one series per device run (`serving_ways.predict_on_device`).
 
     In order, not sorted, because under a CPU limit the pattern is the point: runs of fast
     predictions, then one that waits for the next slice of CPU time.

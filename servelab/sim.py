@@ -41,7 +41,7 @@ import yaml
 
 from servelab import hpa
 from servelab.cost import PodUsage
-from servelab.load.result import COLUMNS, Result
+from servelab.load.result import Result
 from servelab.load.schedules import Schedule
 
 ROUTINGS = ("round-robin", "random", "least-outstanding")
@@ -345,7 +345,7 @@ def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
     busy time stands in for the server-reported model time."""
     n = len(arrivals)
     latency = done - arrivals
-    return pd.DataFrame({  # in COLUMNS order, uncopied: a simulated day is millions of rows
+    return pd.DataFrame({  # in load.result.COLUMNS order, uncopied: a simulated day is millions of rows
         "intended_s": arrivals,
         "sent_s": arrivals,
         "latency_s": latency,

@@ -1,0 +1,72 @@
+"""serving_ways: a batch Job and an edge device run as processes here, and the three ways priced."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from servelab import cost, lab, serving_ways
+
+
+def test_batch_job_sets_model_rows_and_batch_size_in_the_jobs_args():
+    manifest = serving_ways.batch_job(model="medium", rows=10, batch_size=4)
+    args = lab.container(manifest)["args"]
+    assert args[:7] == ["score", "--model", "medium", "--rows", "10", "--batch-size", "4"]
+    lab.container(manifest)["args"].append("--seed")
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--seed", "container() edits in place"
+
+
+def test_run_job_runs_the_jobs_command_and_its_pod_pays_for_its_requests():
+    manifest = serving_ways.batch_job(model="tiny", rows=200, batch_size=50)
+    run = serving_ways.run_job(manifest)
+    assert "scored 200 rows with tiny in batches of 50" in run.output
+    assert run.seconds > 0 and run.cpu_s > 0 and run.cpu_limit == 0.5
+    assert run.limit_enforced or "NOT enforced" in run.note
+    assert serving_ways.rows_per_s(run) > 0
+    pod = serving_ways.job_pod(manifest, run)
+    assert (pod.cpu_request_cores, pod.memory_request_gib, pod.end_s) == (0.5, 0.25, run.seconds)
+
+
+def test_run_job_says_what_a_failing_job_printed():
+    manifest = serving_ways.batch_job(model="tiny", rows=10, batch_size=0)
+    with pytest.raises(RuntimeError, match="batch_size must be at least 1"):
+        serving_ways.run_job(manifest)
+
+
+def test_predict_on_device_times_each_prediction_and_says_whether_limited():
+    free = serving_ways.predict_on_device("tiny", 5)
+    assert len(free.seconds) == 5 and (free.seconds > 0).all()
+    assert not free.process.limit_enforced and "no CPU limit" in free.process.note
+    limited = serving_ways.predict_on_device("tiny", 5, cpu=0.5)
+    assert limited.process.limit_enforced or "NOT enforced" in limited.process.note
+
+
+def edge_run(model: str, ms: list[float], cpu: float | None = None, enforced: bool = False):
+    import numpy as np
+
+    process = serving_ways.ProcessRun("", sum(ms) / 1000, sum(ms) / 1000, cpu, enforced, "")
+    return serving_ways.EdgeRun(model, np.asarray(ms) / 1000, process)
+
+
+def test_edge_table_reads_percentiles_rate_and_share_within_the_slo():
+    table = serving_ways.edge_table({"slow": edge_run("large", [2.0] * 8 + [90.0] * 2, 0.1, True)}, slo_ms=50)
+    row = table.loc["slow"]
+    assert row["p50 (ms)"] == pytest.approx(2.0) and row["p95 (ms)"] > 50
+    assert row["mean (ms)"] == pytest.approx(19.6) and row["predictions/s"] == pytest.approx(1000 / 19.6)
+    assert row["within 50 ms (%)"] == pytest.approx(80.0) and row["limit enforced"]
+
+
+def test_serving_ways_prices_each_way_by_its_own_rule():
+    from load_fixtures import synthetic_result
+
+    price = cost.load_pricing()
+    pods = [dict(name="p", start_s=0.0, end_s=3600.0, cpu_request_cores=0.5, memory_request_gib=0.25, cpu_used_core_s=0.0)]
+    online = synthetic_result([4.0] * 100, meta={"pods": pods})
+    job = serving_ways.ProcessRun("scored 100 rows with tiny in batches of 50: 0.001 s, 100,000 rows/s", 1800.0, 1.0, 0.5, True, "")
+    job_pod = cost.PodUsage("job", 0.0, 1800.0, 0.5, 0.25, cpu_used_core_s=1.0)
+    ways = serving_ways.serving_ways(online, job, job_pod, edge_run("tiny", [0.02] * 100), price)
+    online_row, batch_row, edge_row = (ways.iloc[i] for i in range(3))
+    assert (ways["predictions"] == 100).all()
+    assert online_row["$ per 1M predictions"] == pytest.approx(2 * batch_row["$ per 1M predictions"]), "an hour vs half an hour"
+    assert batch_row["time to last result (s)"] == 1800.0 and pd.isna(batch_row["p95 (ms)"])
+    assert edge_row["$ per 1M predictions"] == 0 and edge_row["p50 (ms)"] == pytest.approx(0.02)
