@@ -14,6 +14,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 
 import pytest
 from load_fixtures import servelab_server  # noqa: F401 (a fixture)
@@ -70,6 +71,14 @@ class _Handler(socketserver.BaseRequestHandler):
         self.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + OK_HEADERS + b"\r\n")
         for i in range(0, len(body), 7):  # in pieces, as a slow network would deliver it
             self.send(body[i:i + 7])
+        return True
+
+    def do_late_tail(self) -> bool:
+        """The head and most of the body now, the last byte a moment later (noting when it left)."""
+        self.send(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhell")
+        time.sleep(0.2)
+        self.server.tail_sent = time.monotonic()
+        self.send(b"o")
         return True
 
     def do_big(self) -> bool:
@@ -181,6 +190,18 @@ def test_chunked_body_in_pieces(raw):
     assert [(r.status, r.nbytes) for r in responses] == [(200, 303)] * 3
     assert responses[0].head.startswith(b"abcdecde") and responses[0].replica == "raw-0"
     assert raw.connections == 1  # a chunked response ends at its last chunk: the connection is kept
+
+
+def test_done_is_when_the_last_byte_arrived(raw):
+    """Latency ends at the response's last bytes: not at its first (too early), not after our bookkeeping."""
+
+    async def one():
+        responses = await posts(raw.base + "/late-tail")
+        return responses[0], time.monotonic()
+
+    response, returned = run(one)
+    assert response.head == b"hello"
+    assert raw.tail_sent <= response.done <= returned
 
 
 def test_large_error_body_is_counted_and_only_its_start_kept(raw):

@@ -31,7 +31,7 @@ class Response(NamedTuple):
     head: bytes  # the body's first ERROR_BODY_BYTES bytes
     replica: str | None  # x-servelab-replica
     server_timing: str | None
-    done: float  # time.monotonic() when the response was complete
+    done: float  # time.monotonic() when the response's last bytes arrived
 
 
 class ServerDisconnected(ConnectionResetError):
@@ -154,6 +154,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.deadline = math.inf  # loop time by which the current request must be answered
         self.keep_alive = False
+        self.arrived = 0.0  # time.monotonic() when the last bytes arrived
         self._counted = True  # still counted in pool._open
 
     # One request.
@@ -197,6 +198,7 @@ class _Connection(asyncio.Protocol):
         self.pool._conns.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.arrived = time.monotonic()  # the response ends when its last bytes arrive, not after our parsing
         if self.waiter is None:
             self.drop()  # bytes nobody asked for: the connection's state is unknown
             return
@@ -215,6 +217,7 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         self.pool._conns.discard(self)
         if self.waiter is not None and self.headers_done and not self.framed:
+            self.arrived = time.monotonic()
             self.on_message_complete()  # a body without length or chunks ends when the server closes
             return
         reason = f" ({exc})" if exc else ""
@@ -240,7 +243,7 @@ class _Connection(asyncio.Protocol):
         self.nbytes += len(body)
 
     def on_message_complete(self) -> None:
-        done = time.monotonic()
+        done = self.arrived
         waiter, self.waiter = self.waiter, None
         self.deadline = math.inf
         self.keep_alive = self.transport is not None and self.parser.should_keep_alive()
