@@ -282,20 +282,33 @@ def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str):
 def p95_by_replicas(sweeps: Mapping[int, object], *, slo_ms: float, ax=None):
     """p95 against offered rate, one curve per replica count, with the SLO line; the title reads off
     the highest rate each count served within the SLO (`lab.max_rate_within_slo`)."""
-    from servelab import lab
-
     ax = _axes(ax)
-    best = {}
-    for n, sweep in sweeps.items():
-        table = sweep.summary()
-        best[n] = lab.max_rate_within_slo(table, slo_ms)
-        ax.plot(table.index, table["p95"], marker="o", label=_replicas_label(n))
-    ax.axhline(slo_ms, color="tab:red", ls="--", lw=1, label=f"SLO {slo_ms:g} ms")
-    ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="p95 latency (ms, log scale)")
+    best = _p95_curves(ax, sweeps, slo_ms, _replicas_label, with_p50=False)
     ax.set_title("p95 within the SLO up to " + ", ".join(f"{r:g}" for r in best.values())
                  + " req/s with " + ", ".join(map(str, best)) + " replicas")
-    ax.legend(fontsize="small")
     return ax
+
+
+def _p95_curves(ax, sweeps: Mapping, slo_ms: float, label, *, with_p50: bool) -> dict:
+    """One p95 curve per sweep (and a dashed p50 with failing runs ringed, if `with_p50`), the SLO
+    line and log axes; returns each sweep's highest rate within the SLO, for the caller's title."""
+    from servelab import lab
+
+    best = {}
+    for i, (key, sweep) in enumerate(sweeps.items()):
+        table = sweep.summary()
+        best[key] = lab.max_rate_within_slo(table, slo_ms)
+        ax.plot(table.index, table["p95"], marker="o", color=f"C{i}", label=f"{label(key)}: p95" if with_p50 else label(key))
+        if with_p50:
+            ax.plot(table.index, table["p50"], marker=".", ls="--", color=f"C{i}", label=f"{label(key)}: p50")
+            failing = table[table["errors"] > 0]
+            ax.scatter(failing.index, failing["p95"], s=160, facecolors="none", edgecolors="tab:red",
+                       label="run with failures" if len(failing) and i == 0 else None)
+    ax.axhline(slo_ms, color="tab:red", ls=":" if with_p50 else "--", lw=1, label=f"SLO {slo_ms:g} ms")
+    ax.set(yscale="log", xlabel="offered rate (requests/s)",
+           ylabel="latency (ms, log scale)" if with_p50 else "p95 latency (ms, log scale)")
+    ax.legend(fontsize="small")
+    return best
 
 
 def cost_by_replicas(costs: pd.DataFrame, ax=None):
@@ -351,22 +364,9 @@ def p95_by_setting(sweeps: Mapping[str, object], *, slo_ms: float, ax=None):
     """p50 (dashed) and p95 (solid) against offered rate, one colour per server setting (e.g. with
     and without dynamic batching); failing runs ringed in red. The title reads off each setting's
     highest rate within the SLO (`lab.max_rate_within_slo`)."""
-    from servelab import lab
-
     ax = _axes(ax)
-    best = {}
-    for i, (name, sweep) in enumerate(sweeps.items()):
-        table = sweep.summary()
-        best[name] = lab.max_rate_within_slo(table, slo_ms)
-        ax.plot(table.index, table["p95"], marker="o", color=f"C{i}", label=f"{name}: p95")
-        ax.plot(table.index, table["p50"], marker=".", ls="--", color=f"C{i}", label=f"{name}: p50")
-        failing = table[table["errors"] > 0]
-        ax.scatter(failing.index, failing["p95"], s=160, facecolors="none", edgecolors="tab:red",
-                   label="run with failures" if len(failing) and i == 0 else None)
-    ax.axhline(slo_ms, color="tab:red", ls=":", lw=1, label=f"SLO {slo_ms:g} ms")
-    ax.set(yscale="log", xlabel="offered rate (requests/s)", ylabel="latency (ms, log scale)")
+    best = _p95_curves(ax, sweeps, slo_ms, str, with_p50=True)
     ax.set_title("p95 within the SLO up to " + "; ".join(f"{rate:g} req/s {name}" for name, rate in best.items()))
-    ax.legend(fontsize="small")
     return ax
 
 
