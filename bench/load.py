@@ -32,6 +32,7 @@ import psutil
 
 from servelab import load
 from servelab.load import generator
+from servelab.load.pacing import Pacer
 from servelab.server import ServerProcess
 
 BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
@@ -78,25 +79,41 @@ def main() -> None:
 
 
 def timer_baseline(rate: int = 500) -> None:
-    """The machine's own timing noise: an event loop keeping the same schedule, sending nothing."""
+    """The machine's own timing noise, and what each way of waiting adds: an event loop keeping the
+    same schedule, sending nothing, with asyncio.sleep (whole-millisecond timers) and with the
+    generator's pacer (a timerfd on Linux), one after the other."""
     times = load.Constant(rate, STEP_S).send_times().tolist()
 
-    async def keep() -> np.ndarray:
+    async def keep(pace: bool) -> tuple[str, np.ndarray]:
+        pacer = Pacer() if pace else None
         start, lags = time.monotonic() + 0.05, []
-        for offset in times:
-            while (delay := start + offset - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
-            lags.append(time.monotonic() - start - offset)
-        return np.array(lags) * 1000.0
+        try:
+            for offset in times:
+                due = start + offset
+                if pacer is not None:
+                    await pacer.until(due)
+                while (delay := due - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                lags.append(time.monotonic() - due)
+        finally:
+            kind = pacer.kind if pacer is not None else "asyncio.sleep"
+            if pacer is not None:
+                pacer.close()
+        return kind, np.array(lags) * 1000.0
 
-    loop = generator.new_event_loop()
-    try:
-        lags = loop.run_until_complete(keep())
-    finally:
-        loop.close()
-    print(f"machine baseline: an event loop keeping a {rate}/s schedule for {STEP_S} s without sending anything "
-          f"is late by p50 {np.percentile(lags, 50):.2f} ms, p99 {np.percentile(lags, 99):.2f} ms, "
-          f"max {lags.max():.2f} ms\n")
+    rows = []
+    for pace in (False, True):
+        loop = generator.new_event_loop()
+        try:
+            cpu = time.process_time()
+            kind, lags = loop.run_until_complete(keep(pace))
+            cpu = (time.process_time() - cpu) / STEP_S
+        finally:
+            loop.close()
+        rows.append([f"{'pacer: ' if pace else ''}{kind}", *np.percentile(lags, [50, 99]), lags.max(), cpu])
+    print_table(f"machine baseline: an event loop keeping a {rate}/s schedule for {STEP_S} s, sending nothing",
+                ["waiting with", "late p50 ms", "late p99 ms", "late max ms", "CPU (cores)"], rows)
+    print()
 
 
 def ladder(url: str) -> int:

@@ -73,7 +73,7 @@ def test_max_inflight_refusals_are_recorded_failures(fixture_url):  # noqa: F811
 def test_closed_loop_users_wait_for_each_answer(fixture_url):  # noqa: F811
     result = load.run_closed(ep(fixture_url, "ok"), users=2, duration=0.5, think_time=0.05, progress=False)
     frame = result.frame
-    assert result.meta["mode"] == "closed" and result.meta["users"] == 2
+    assert result.meta["mode"] == "closed" and result.meta["users"] == 2 and result.meta["pacing"] is None
     # Two users, each at most one request per 50 ms of thinking plus the answer time.
     assert 4 <= len(frame) <= 2 * (0.5 / 0.05 + 1)
     assert (frame["status"] == 200).all()

@@ -4,6 +4,7 @@ The machine is shared, so bounds are generous; bench/load.py and the report hold
 """
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +90,8 @@ def test_worker_processes_share_one_schedule(fixture_url):  # noqa: F811
     result = load.run(f"{fixture_url}/ok/v1/models/m:predict", schedule, workers=2, progress=False)
     frame = result.frame
     assert result.meta["workers"] == 2 and len(frame) == 200
+    if sys.platform.startswith("linux"):
+        assert result.meta["pacing"] == "timerfd"  # in the worker processes too
     np.testing.assert_allclose(frame["intended_s"], schedule.send_times(), atol=1e-6)
     assert (frame["status"] == 200).all()
     assert (frame["sent_s"] >= frame["intended_s"]).all()

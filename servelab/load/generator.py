@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from servelab.load.http import Pool
+from servelab.load.pacing import Pacer
 
 # How often a shard reports progress (completions and fresh latencies) to the parent.
 PROGRESS_EVERY_S = 0.5
@@ -58,6 +59,7 @@ class ShardRecord:
     error: list
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    pacing: str | None = None  # how the open loop waited for send times (servelab.load.pacing); None: closed loop
 
 
 @dataclass
@@ -73,6 +75,7 @@ class _Recorder:
     size: int = 0
     n_done: int = 0
     n_ok: int = 0
+    pacing: str | None = None
     fresh: list = field(default_factory=list)  # latencies (s) completed since the last progress report
 
     def __post_init__(self) -> None:
@@ -153,20 +156,25 @@ async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, sto
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
     clock = time.monotonic
-    for offset in shard.times.tolist():  # Python floats: cheaper arithmetic than numpy scalars
-        due = start + offset
-        while (delay := due - clock()) > 0:  # loop: timers may wake up to a millisecond early
-            await asyncio.sleep(delay)
-        if stop.is_set():
-            break
-        i = rec.add(due)
-        if len(tasks) >= shard.max_inflight:
-            rec.sent[i] = clock()
-            rec.finish(i, 0, error=f"not sent: {len(tasks)} requests already in flight (max_inflight)")
-            continue
-        task = loop.create_task(_send(pool, shard, rec, i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    pacer = Pacer()
+    try:
+        for offset in shard.times.tolist():  # Python floats: cheaper arithmetic than numpy scalars
+            due = start + offset
+            if due > clock():
+                await pacer.until(due)
+            if stop.is_set():
+                break
+            i = rec.add(due)
+            if len(tasks) >= shard.max_inflight:
+                rec.sent[i] = clock()
+                rec.finish(i, 0, error=f"not sent: {len(tasks)} requests already in flight (max_inflight)")
+                continue
+            task = loop.create_task(_send(pool, shard, rec, i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        rec.pacing = pacer.kind
+        pacer.close()
     await _drain(tasks, stop)
 
 
@@ -217,7 +225,7 @@ async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
         pool.close()
     report(rec.n_done, rec.n_ok, rec.fresh)
     record = rec.to_record(start)
-    record.cpu_s, record.wall_s = usage.cpu_s, usage.wall_s
+    record.cpu_s, record.wall_s, record.pacing = usage.cpu_s, usage.wall_s, rec.pacing
     return record
 
 

@@ -31,10 +31,12 @@ from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
 from servelab.load.result import Result, environment
 
 # Requests/s per generator process before `workers=None` adds another. A request costs about
-# 0.1 ms of client CPU, but an open-loop process also spins its event loop through waits shorter
-# than a millisecond (uvloop's timers count whole ms): on the 2-core machine this was measured on
-# (bench/load.py) a process used about 0.3 of a core at 1500 req/s and a whole one from 2000 on.
-RATE_PER_WORKER = 1500
+# 0.1 ms of client CPU, and the pacer (servelab.load.pacing) waits without spinning: on the
+# 2-core machine this was measured on (bench/load.py) one process sent 3000 req/s with 0.41 of a
+# core and 4000 with 0.47, lag p99 under 2 ms. Fewer processes leave more of a laptop's cores to
+# the server being measured. (Without timerfd, on macOS, waits under 1 ms spin and a process tops
+# out sooner; the summary warns when the generator was the limit.)
+RATE_PER_WORKER = 3000
 DEFAULT_MAX_INFLIGHT = 1000
 _START_MARGIN_S = 0.05  # between "all ready" and the first send, so every shard starts on time
 PROGRESS_MIN_S = 3.0  # runs shorter than this get no progress bar by default
@@ -137,6 +139,7 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         "workers": len(shards),
         "client_cpu": round(cpu_fraction, 3),
         "event_loop": generator.EVENT_LOOP,
+        "pacing": records[0].pacing,
         "started_utc": started_utc,
         **info,
         "backend": None,  # unknown unless a cluster (or `meta`) says; kept so saved runs share keys
