@@ -252,8 +252,8 @@ def low_concurrency(url: str, tmp: Path) -> None:
                 ["connections", "servelab p50 ms", "wrk p50 ms", "servelab vs wrk (median of rounds)",
                  "middle half of rounds", "servelab req/s", "wrk req/s"], rows)
     print("At 1 connection the difference is the client's own time inside each measured request. Above 1 it is\n"
-          "mostly queueing: n requests share one server, so by Little's law each waits about n / (req/s), and\n"
-          "a client that sends its next request a little later finds a shorter queue.")
+          "mostly queueing: n requests share one server, and a client that takes longer to send the next one\n"
+          "after an answer keeps fewer waiting there at once, so each of its requests waits less.")
 
 
 def hey_cross_check(url: str, tmp: Path) -> None:
