@@ -49,13 +49,16 @@ _LIBC = _libc()
 
 
 class Pacer:
-    """Sleeps on the running loop until an absolute `time.monotonic()` time; one waiter at a time."""
+    """Sleeps on the running loop until an absolute `time.monotonic()` time; one waiter at a time.
 
-    def __init__(self) -> None:
+    `use_timerfd=False` waits with `asyncio.sleep` even where a timerfd exists (to compare the two).
+    """
+
+    def __init__(self, use_timerfd: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
         self._fd = -1
         self._waiter: asyncio.Future | None = None
-        if _LIBC is not None:
+        if use_timerfd and _LIBC is not None:
             self._fd = _LIBC.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if self._fd >= 0:
             self._spec = _Itimerspec()
