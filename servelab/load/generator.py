@@ -75,7 +75,6 @@ class _Recorder:
     size: int = 0
     n_done: int = 0
     n_ok: int = 0
-    pacing: str | None = None
     fresh: list = field(default_factory=list)  # latencies (s) completed since the last progress report
 
     def __post_init__(self) -> None:
@@ -151,8 +150,10 @@ async def _send(pool: Pool, shard: Shard, rec: _Recorder, i: int) -> None:
         rec.finish(i, status, resp.nbytes, resp.replica, resp.server_timing, error, resp.done)
 
 
-async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
-    """Fire each request at its intended time as its own task; never wait for a response to send."""
+async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> str:
+    """Fire each request at its intended time as its own task; never wait for a response to send.
+
+    Returns how it waited for send times (`Pacer.kind`)."""
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
     clock = time.monotonic
@@ -173,9 +174,9 @@ async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, sto
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
-        rec.pacing = pacer.kind
         pacer.close()
     await _drain(tasks, stop)
+    return pacer.kind
 
 
 async def _closed_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
@@ -218,14 +219,14 @@ async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
         reporter = asyncio.ensure_future(_report(rec, report))
         usage = _Usage(start, shard)
         loop_fn = _open_loop if shard.times is not None else _closed_loop
-        await loop_fn(pool, shard, rec, start, stop)
+        pacing = await loop_fn(pool, shard, rec, start, stop)
         usage.stop()
         reporter.cancel()
     finally:
         pool.close()
     report(rec.n_done, rec.n_ok, rec.fresh)
     record = rec.to_record(start)
-    record.cpu_s, record.wall_s, record.pacing = usage.cpu_s, usage.wall_s, rec.pacing
+    record.cpu_s, record.wall_s, record.pacing = usage.cpu_s, usage.wall_s, pacing
     return record
 
 
