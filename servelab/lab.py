@@ -27,36 +27,100 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import psutil
-import yaml
 
 import servelab
+from servelab.backends.manifests import container, deployment
 
 if TYPE_CHECKING:
     from servelab.server import ServerProcess
 
 QUICK = os.environ.get("SERVELAB_QUICK") == "1"
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOYMENT_FILE = "cluster/model-serving-deployment.yaml"
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
 SATURATION_FACTOR = 2.0  # p95 this many times its floor counts as "turned up"
 
 _open: list[Any] = []
 
 
-def params(*, quick: dict[str, Any], full: dict[str, Any]) -> SimpleNamespace:
+class Multiple:
+    """Multiples of one pod's measured capacity, written in a lab's parameters cell as `capacity(0.5, 1.6)`."""
+
+    def __init__(self, values: tuple[float, ...]) -> None:
+        if not values or any(v <= 0 for v in values):
+            raise ValueError(f"capacity(...) takes positive multiples, e.g. capacity(0.5, 1.6); got {values}")
+        self.values = values
+
+    def resolve(self, rate: float) -> float | list[float]:
+        rates = [max(1.0, float(round(v * rate))) for v in self.values]
+        return rates[0] if len(rates) == 1 else rates
+
+    def __repr__(self) -> str:
+        return ", ".join(f"{v:g}" for v in self.values) + " x capacity"
+
+
+def capacity(*multiples: float) -> Multiple:
+    """Rates as multiples of one pod's capacity on this machine, measured when `params` runs.
+
+    `capacity(1.6)` is 1.6 times what one pod served within the lab's SLO; `capacity(0.1, 0.5, 1.5)`
+    a list of such rates. A lab never names a request rate tuned to one machine.
+    """
+    return Multiple(tuple(float(m) for m in multiples))
+
+
+def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = False) -> SimpleNamespace:
     """Pick the quick or full sizes, say which, and close anything an earlier run left open.
 
-    Both dicts must have the same keys, so a lab reads the same names in either mode.
+    Both dicts must have the same keys, so a lab reads the same names in either mode. When any
+    value is a `capacity(...)` multiple, one pod of the lab's `model` is measured first (within its
+    `slo_ms`, see servelab.analysis.calibration; once per kernel unless `recalibrate`), every
+    multiple becomes requests/s for this machine, and `p.capacity` holds the measurement.
     """
     if quick.keys() != full.keys():
         raise ValueError(f"quick and full need the same keys; differ in {sorted(quick.keys() ^ full.keys())}")
     cleanup()  # a lab run again in the same kernel starts from nothing
     chosen = quick if QUICK else full
-    mode = "quick (SERVELAB_QUICK=1: short runs for tests)" if QUICK else "full (sized for a 2-core laptop)"
+    mode = "quick (SERVELAB_QUICK=1: short runs for tests)" if QUICK else "full"
     print(f"mode: {mode}")
+    measured = None
+    if any(_has_multiple(v) for v in chosen.values()):
+        measured = _calibrate(chosen, recalibrate)
+    resolved = {}
     for key, value in chosen.items():
-        print(f"  {key} = {value!r}")
-    return SimpleNamespace(**chosen)
+        resolved[key] = _resolve(value, measured.rate) if measured else value
+        shown = f"{value!r} = {resolved[key]!r} req/s" if _has_multiple(value) else repr(value)
+        print(f"  {key} = {shown}")
+    return SimpleNamespace(**resolved, capacity=measured)
+
+
+def _calibrate(chosen: dict[str, Any], again: bool):
+    from servelab.analysis.calibration import calibrate
+    from servelab.backends.local.cluster import CPU_SCALE_VARIABLE, cpu_scale
+
+    missing = {"model", "slo_ms"} - chosen.keys()
+    if missing:
+        raise ValueError(f"rates given as capacity(...) need {sorted(missing)} in the parameters: the pod's model "
+                         "and the SLO its capacity is measured against")
+    if cpu_scale() != 1:
+        print(f"  {CPU_SCALE_VARIABLE}={cpu_scale():g}: every pod's CPU limit is multiplied by {cpu_scale():g}, "
+              "to emulate a faster or slower machine (a test setting)")
+    measured = calibrate(chosen["model"], chosen["slo_ms"], quick=QUICK, again=again)
+    print(f"this machine: {measured}")
+    return measured
+
+
+def _has_multiple(value: Any) -> bool:
+    if isinstance(value, Multiple):
+        return True
+    return isinstance(value, (list, tuple)) and any(_has_multiple(v) for v in value)
+
+
+def _resolve(value: Any, rate: float) -> Any:
+    """Replace every `capacity(...)` inside `value` (lists and tuples too) with requests/s."""
+    if isinstance(value, Multiple):
+        return value.resolve(rate)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, rate) for v in value)
+    return value
 
 
 def track(thing: Any) -> Any:
@@ -276,20 +340,6 @@ def cost_by_rate(sweep, price=None) -> pd.DataFrame:
     return table
 
 
-def deployment(*, model: str | None = None, replicas: int | None = None) -> dict:
-    """The lesson's Deployment manifest as a dict, serving `model` and/or with `replicas` changed.
-
-    Apply it with `cluster.apply(...)`; the file itself stays as the lesson has it.
-    """
-    manifest = yaml.safe_load((ROOT / DEPLOYMENT_FILE).read_text())
-    if replicas is not None:
-        manifest["spec"]["replicas"] = int(replicas)
-    if model is not None:
-        args = container(manifest)["args"]
-        args[args.index("--model") + 1] = model
-    return manifest
-
-
 def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
     """Poll `condition` until it holds; a cluster changes on its own clock, so there is no event to await."""
     deadline = time.monotonic() + timeout_s
@@ -362,15 +412,32 @@ def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_
     return pd.DataFrame(rows).T
 
 
-def finding(holds: bool, shows: str, otherwise: str) -> bool:
-    """Say whether this run showed what the lab expects, instead of failing the notebook when it did not.
+def finding(id: str, claim: str, holds: bool, evidence: str, otherwise: str = "") -> bool:
+    """Say whether this run showed `claim`, with the numbers and the threshold that decided it.
 
-    A measurement on a shared or slow machine can miss the expected pattern for honest reasons
-    (another program took the cores, the rates were too low for this CPU); the learner should read
-    why and what to change, not a bare AssertionError. Returns `holds` so a caller can branch on it.
+    A measurement on a shared or slow machine can miss the expected pattern for honest reasons;
+    the learner should read why and what to change, not a bare AssertionError. The verdict is also
+    recorded in the results folder's findings.jsonl, where the tests read it. Returns `holds`.
     """
-    print(f"This run shows it: {shows}" if holds else f"This run did NOT show that {shows[0].lower()}{shows[1:]}\n  {otherwise}")
-    return holds
+    from servelab.analysis.findings import Finding
+
+    return report(Finding(id, claim, bool(holds), evidence, otherwise))
+
+
+def cannot_show(id: str, claim: str, why: str) -> bool:
+    """Say plainly that this machine cannot show `claim`, and why (too few cores, one CPU, ...)."""
+    from servelab.analysis.findings import Finding
+
+    return report(Finding(id, claim, False, "", cannot=why))
+
+
+def report(found) -> bool:
+    """Print a finding (servelab.analysis.findings.Finding) and record it; returns whether it holds."""
+    from servelab.quiz.computed import results_root
+
+    print(found)
+    found.record(results_root() / "findings.jsonl")
+    return found.holds
 
 
 def max_rate_within_slo(table: pd.DataFrame, slo_ms: float) -> float:
@@ -423,11 +490,6 @@ def few_and_many(by_replicas: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame
 
 
 # -- Lab 06: online, batch and edge --------------------------------------------------------------
-
-def container(manifest: dict) -> dict:
-    """The one container of a Deployment's or Job's pod template, to change its args or resources in place."""
-    return manifest["spec"]["template"]["spec"]["containers"][0]
-
 
 def roll_out(cluster, manifest: dict, timeout_s: float = 120) -> list[str]:
     """Apply a changed Deployment and wait until only its new pods are left, all Ready.

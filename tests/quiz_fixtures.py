@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 BANKS = REPO / "quizzes"
 DURATION_S = 2.0
 SLO_MS = 50.0
-# rate -> (lowest, highest latency in s, evenly spaced; failed requests). numpy's linear p95 of
-# evenly spaced values is lowest + 0.95 * (highest - lowest), so every answer is known exactly.
+# rate -> (lowest, highest latency in s, evenly spaced; failed requests). The p95 of
+# evenly spaced values is about lowest + 0.95 * (highest - lowest) (to HdrHistogram's 3 digits).
 SWEEP = {50: (0.004, 0.024, 0), 100: (0.010, 0.030, 0), 200: (0.012, 0.040, 1), 400: (0.030, 0.400, 0)}
 P95_AT_100_MS = 29.0  # 10 + 0.95 * 20: the highest rate within the SLO is 100 (200 has a failure)
 

@@ -187,6 +187,13 @@ class Cluster(abc.ABC):
         window is given, each pod's life is clipped to it (pods outside it are left out).
         """
 
+    def service_cpu_s(self) -> float | None:
+        """CPU seconds the Services' forwarding has used on this machine so far, where it runs here.
+
+        None on a real cluster: kube-proxy forwards inside each node's kernel, not on this machine.
+        """
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop everything this object started. Safe to call twice."""

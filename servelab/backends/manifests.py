@@ -58,3 +58,32 @@ def memory_bytes(quantity: str | int | None) -> int | None:
     if not match or match.group(2) not in _MEMORY_UNITS:
         raise ValueError(f"cannot read memory quantity {quantity!r} (use e.g. 256Mi or 1Gi)")
     return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT_FILE = "cluster/model-serving-deployment.yaml"
+SERVICE_FILE = "cluster/model-serving-service.yaml"
+
+
+def container(manifest: dict) -> dict:
+    """The one container of a Deployment's or Job's pod template, to change its args or resources in place."""
+    return manifest["spec"]["template"]["spec"]["containers"][0]
+
+
+def deployment(*, model: str | None = None, replicas: int | None = None) -> dict:
+    """The lesson's Deployment manifest as a dict, serving `model` and/or with `replicas` changed.
+
+    Apply it with `cluster.apply(...)`; the file itself stays as the lesson has it.
+    """
+    manifest = load_documents(ROOT / DEPLOYMENT_FILE)[0]
+    if replicas is not None:
+        manifest["spec"]["replicas"] = int(replicas)
+    if model is not None:
+        args = container(manifest)["args"]
+        args[args.index("--model") + 1] = model
+    return manifest
+
+
+def service() -> dict:
+    """The lesson's Service manifest as a dict."""
+    return load_documents(ROOT / SERVICE_FILE)[0]

@@ -176,7 +176,7 @@ def _summarize(result: Result) -> dict:
     return {
         **latency,
         "requests": len(frame),
-        "offered_rate": len(frame) / duration if open_loop and duration else float("nan"),
+        "offered_rate": _offered_rate(meta, len(frame), duration) if open_loop and duration else float("nan"),
         "achieved_rate": result.ok_count / result.duration_s if result.duration_s else 0.0,
         "ok": result.ok_count,
         "errors": len(failed),
@@ -187,6 +187,14 @@ def _summarize(result: Result) -> dict:
         "generator_limited": limited,
         "warnings": warnings,
     }
+
+
+def _offered_rate(meta: dict, requests: int, duration: float) -> float:
+    """The rate the schedule offered: its own mean rate when it has one (random arrivals scatter
+    around it, so the count sent would make every Poisson run's rate a slightly different number),
+    else the requests scheduled per second."""
+    planned = (meta.get("schedule") or {}).get("rate")
+    return float(planned) if planned else requests / duration
 
 
 def _checks(lag_p99: float, cpu: float, not_sent: int, errors: int, total: int, meta: dict) -> tuple[list[str], bool]:

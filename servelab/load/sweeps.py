@@ -61,15 +61,23 @@ class Sweep:
         return self.summary().to_html()
 
 
-def sweep(url: str, rates: list[float], duration: float, *, poisson: bool = False, progress: bool | None = None,
-          **run_options) -> Sweep:
-    """Open-loop runs at each rate in turn (constant spacing, or Poisson arrivals if `poisson`).
+def sweep(url: str, rates: list[float], duration: float, *, arrivals: str = "poisson", seed: int = 0,
+          progress: bool | None = None, **run_options) -> Sweep:
+    """Open-loop runs at each rate in turn: random (Poisson) arrivals by default, or evenly spaced.
 
-    `run_options` go to `servelab.load.run` (protocol, body, timeout, cluster, workers, ...).
-    Each run waits for its last answer before the next starts, so runs do not overlap. A sweep
-    longer than a few seconds in all shows one progress bar per rate.
+    Real users arrive independently of each other, so requests sometimes bunch up; evenly spaced
+    arrivals (`arrivals="even"`) never do and flatter every server. `seed` makes the random
+    arrivals repeatable (each rate draws its own from it). `run_options` go to
+    `servelab.load.run` (protocol, body, timeout, cluster, workers, ...). Each run waits for its
+    last answer before the next starts, so runs do not overlap. A sweep longer than a few seconds
+    in all shows one progress bar per rate.
     """
-    make = schedules.Poisson if poisson else schedules.Constant
+    if arrivals not in ("poisson", "even"):
+        raise ValueError(f"arrivals must be 'poisson' (random, as users arrive) or 'even'; got {arrivals!r}")
     if progress is None:
         progress = duration * len(rates) >= runner.PROGRESS_MIN_S
-    return Sweep([runner.run(url, make(rate, duration), progress=progress, **run_options) for rate in rates])
+    runs = []
+    for i, rate in enumerate(rates):
+        schedule = schedules.Poisson(rate, duration, seed=seed) if arrivals == "poisson" else schedules.Constant(rate, duration)
+        runs.append(runner.run(url, schedule, progress=progress, seed=i, **run_options))
+    return Sweep(runs)

@@ -4,27 +4,18 @@ A computed question names one function here and a result directory (relative to 
 root, `$SERVELAB_RESULTS` or ./results). The expected answer is whatever the learner's own run
 says, so two learners on different machines get different keys and both can be right.
 
-A saved result is a directory with `requests.csv` (columns intended_s, sent_s, latency_s,
-service_s, status, bytes, replica, error; one row per request) and `meta.json`. A saved sweep is
-a directory whose subdirectories are saved results, one per offered rate. The numbers follow
-the load package's summary, computed here independently with numpy: percentiles (numpy's
-default interpolation) over successful (2xx) requests, failures counted beside them, offered
-rate = requests / scheduled duration (`duration_s` in meta.json, else from the send times).
+A saved result is what `Result.save` writes (`requests.csv` and `meta.json`); a saved sweep is a
+directory of them, one per offered rate. The numbers are read with the same code the learner's
+own tables came from (`Result.summary`: HdrHistogram percentiles over successful requests, the
+schedule's offered rate), so a key can never disagree with the table the learner read it off.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-REQUIRED_COLUMNS = ("intended_s", "latency_s", "status")
-
 
 class ResultError(ValueError):
     """A saved result that cannot answer the question; says which directory and why."""
@@ -35,7 +26,7 @@ class RunStats:
     """What a question needs from one saved run."""
 
     path: Path
-    offered_rate: float  # requests per second, from the intended send times
+    offered_rate: float  # requests per second the schedule offered
     p95_ms: float
     failed: int
     requests: int
@@ -47,45 +38,21 @@ def results_root() -> Path:
 
 
 def run_stats(run_dir: str | Path) -> RunStats:
-    """Read one saved result directory and summarise it."""
+    """Read one saved result directory and summarise it as the learner's own tables do."""
+    from servelab.load.result import Result  # here, not at the top: showing a quiz should not wait for pandas
+
     path = Path(run_dir)
-    csv = path / "requests.csv"
-    if not csv.is_file():
-        raise ResultError(f"{path}: no requests.csv here; save your run with result.save({str(path)!r})")
-    import pandas as pd  # here, not at the top: showing a quiz should not wait for pandas
-
-    frame = pd.read_csv(csv)
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ResultError(f"{csv}: missing column(s) {', '.join(missing)}")
-    if len(frame) < 2:
-        raise ResultError(f"{csv}: needs at least 2 requests, found {len(frame)}")
-    status = frame["status"].fillna(0).to_numpy(dtype=int)
-    ok = (status >= 200) & (status < 300)
-    latency_ms = frame["latency_s"].to_numpy(dtype=float)[ok] * 1000.0
-    if latency_ms.size == 0:
-        raise ResultError(f"{csv}: no successful request, so there is no latency to read")
-    return RunStats(
-        path=path,
-        offered_rate=len(frame) / _duration(path, frame),
-        p95_ms=float(np.percentile(latency_ms, 95)),
-        failed=int(np.sum(~ok)),
-        requests=len(frame),
-    )
-
-
-def _duration(path: Path, frame: Any) -> float:
-    """The scheduled duration: meta.json's `duration_s`, else n sends spaced 1/rate apart span (n-1)/rate."""
-    meta_file = path / "meta.json"
-    if meta_file.is_file():
-        duration = json.loads(meta_file.read_text()).get("duration_s")
-        if isinstance(duration, (int, float)) and duration > 0:
-            return float(duration)
-    intended = frame["intended_s"].to_numpy(dtype=float)
-    span = float(np.nanmax(intended) - np.nanmin(intended))
-    if span <= 0:
-        raise ResultError(f"{path}: cannot tell the offered rate (no duration_s in meta.json, all sends at one time)")
-    return span * len(frame) / (len(frame) - 1)
+    if not (path / "requests.csv").is_file() or not (path / "meta.json").is_file():
+        raise ResultError(f"{path}: no saved run here (requests.csv and meta.json); save your run with "
+                          f"result.save({str(path)!r})")
+    try:
+        summary = Result.load(path).summary()
+    except (ValueError, KeyError) as error:
+        raise ResultError(f"{path}: cannot read this saved run ({error})") from None
+    if summary["ok"] == 0:
+        raise ResultError(f"{path}: no successful request, so there is no latency to read")
+    return RunStats(path=path, offered_rate=summary["offered_rate"], p95_ms=summary["p95"],
+                    failed=summary["errors"], requests=summary["requests"])
 
 
 def sweep_stats(sweep_dir: str | Path) -> list[RunStats]:

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from servelab import hpa
@@ -34,6 +34,7 @@ from servelab.backends.local.service import ServiceProxy
 from servelab.backends.manifests import load_documents
 
 TICK_S = 1.0  # how often pods' CPU is sampled and desired state is re-checked
+CPU_SCALE_VARIABLE = "SERVELAB_CPU_SCALE"
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
 
 
@@ -80,6 +81,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_scale() -> float:
+    """$SERVELAB_CPU_SCALE: a factor on every pod's CPU limit, to emulate a faster or slower machine.
+
+    The tests run the labs with 3 and 1/3 so that one pod serves about three times more, or less,
+    than it does on this machine, and check that every lab still sizes its experiments from what it
+    measures. A request above the scaled limit is lowered to it (Kubernetes requires request <= limit).
+    """
+    text = os.environ.get(CPU_SCALE_VARIABLE, "1")
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not 0.01 <= factor <= 100:
+        raise ValueError(f"{CPU_SCALE_VARIABLE}={text!r}: give a factor between 0.01 and 100 (e.g. 3 or 0.333), or unset it")
+    return factor
+
+
+def _scaled(spec: ContainerSpec, factor: float) -> ContainerSpec:
+    if factor == 1 or spec.cpu_limit is None:
+        return spec
+    limit = spec.cpu_limit * factor
+    return replace(spec, cpu_limit=limit, cpu_request=min(spec.cpu_request, limit))
+
+
 def _matches(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -103,6 +128,7 @@ class LocalCluster(base.Cluster):
             raise ValueError(f"service_mode must be one of {MODES}, not {service_mode!r}")
         self.service_port, self.sync_period_s, self.service_mode = service_port, sync_period_s, service_mode
         self.metrics_window_s = metrics_window_s or sync_period_s
+        self.cpu_scale = cpu_scale()
         self._t0, self._t0_unix = time.monotonic(), time.time()
         self._rng = random.Random(seed)
         self._events: list[base.Event] = []
@@ -175,7 +201,7 @@ class LocalCluster(base.Cluster):
 
     async def _apply_deployment(self, doc: dict, old: _Deployment | None) -> None:
         template = doc["spec"]["template"]
-        spec = ContainerSpec.from_template(template)
+        spec = _scaled(ContainerSpec.from_template(template), self.cpu_scale)
         replicas = int(doc["spec"].get("replicas", 1))
         name = doc["metadata"]["name"]
         if old is None:
@@ -479,6 +505,19 @@ class LocalCluster(base.Cluster):
             raise KeyError(f'pods "{pod}" not found')
         return path.read_text(errors="replace")
 
+    def service_cpu_s(self) -> float:
+        """CPU seconds the Service proxies have used so far: what forwarding costs this machine."""
+        import psutil
+
+        used = 0.0
+        for s in list(self._services.values()):
+            try:
+                times = psutil.Process(s.proxy.process.pid).cpu_times()
+            except (psutil.Error, AttributeError):
+                continue
+            used += times.user + times.system
+        return used
+
     def top_pods(self) -> list[tuple[str, float | None, int | None]]:
         """(name, CPU cores over the metrics window, resident memory bytes) per pod, for `kubectl top`."""
         import psutil
@@ -529,6 +568,7 @@ class LocalCluster(base.Cluster):
             "cgroup_version": self.cgroups.version,
             "service_mode": self.service_mode,
             "cpu_count": os.cpu_count(),
+            "cpu_scale": self.cpu_scale,
             "pods": usages,
         }
 
@@ -563,6 +603,4 @@ class LocalCluster(base.Cluster):
 
 
 def _without_pre_stop(spec: ContainerSpec) -> ContainerSpec:
-    from dataclasses import replace
-
     return replace(spec, pre_stop=None)

@@ -1,0 +1,209 @@
+"""How much traffic one pod of a lab's model serves on *this* machine, measured before a lab sizes anything.
+
+Machines differ by three times and more per request, and by privilege (whether a pod's CPU limit is
+held, and how). A lab that offers "250 req/s" tests the machine it was written on: on a faster one
+the pod never saturates and the HPA never scales; on a slower one everything fails. So a lab first
+measures one pod of its model under the manifest's CPU limit, then expresses every rate as a multiple
+of that capacity (`lab.capacity(...)` in its parameters cell).
+
+The measurement (about 15 s in full mode, 5 s in quick mode):
+1. one pod from the lesson's Deployment, serving the lab's model, behind the Service;
+2. a closed loop of a few users keeps it busy: its CPU counter over that run gives the CPU one
+   request costs under load, so `limit / CPU per request` is the most it could serve (the CPU bound);
+3. open-loop steps with random (Poisson) arrivals, as real users arrive, from 0.6 of that bound
+   upwards by x1.15 until one misses the SLO (p95 over it, or any failure), or downwards by x0.7
+   when the first one misses. The capacity is the highest rate that met the SLO.
+It also measures what a request costs this machine in all: the pod, the Service's forwarding and
+the load generator, each from its own CPU counter (not the machine's busy time, which other
+programs share). That says how much traffic this machine can push at all, and so how many pods an
+experiment can usefully compare.
+
+The result is cached per process (a Jupyter kernel): a lab run again reuses it unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from servelab.analysis.machine import usable_cores
+
+FIRST_FRACTION = 0.6  # of the CPU bound: the first open-loop step
+STEP_UP, STEP_DOWN = 1.15, 0.7
+MAX_STEPS = 8
+CLOSED_USERS = 4
+MACHINE_HEADROOM = 0.85  # of the usable cores an experiment may plan to use; the rest is the notebook's
+_cache: dict[tuple, Capacity] = {}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long each calibration run lasts (seconds)."""
+
+    warm_s: float
+    closed_s: float
+    step_s: float
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Sizes:
+        return cls(warm_s=0.5, closed_s=1.0, step_s=1.0) if quick else cls(warm_s=1.0, closed_s=1.5, step_s=1.5)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """One pod's measured capacity on this machine, and what a request costs the whole machine.
+
+    `rate` is the unit every lab's rates are multiples of: the highest Poisson rate one pod served
+    with p95 within `slo_ms` and no failure.
+    """
+
+    model: str
+    slo_ms: float
+    rate: float  # requests/s one pod served within the SLO
+    cpu_ms: float  # pod CPU per request at the highest step that met the SLO (ms of one core)
+    machine_cpu_ms: float  # pod + Service + load generator CPU per request, at that same step
+    cpu_limit: float | None  # the pod's CPU limit (cores) as the backend ran it
+    limits: str | bool  # how the limit was held ("cgroup-v1", "userspace", ...), or False
+    limits_note: str
+    cores: float  # this machine's usable cores (affinity and any CPU quota of our own cgroup)
+    backend: str
+    seconds: float  # how long the calibration took
+    steps: pd.DataFrame = field(repr=False, compare=False)  # one row per open-loop step
+
+    @property
+    def cpu_bound(self) -> float:
+        """Requests/s the pod's CPU limit allows at the measured CPU per request."""
+        return (self.cpu_limit or 1.0) / (self.cpu_ms / 1000)
+
+    @property
+    def machine_rate(self) -> float:
+        """Requests/s this machine can push through pods, Service and load generator together,
+        leaving `MACHINE_HEADROOM`'s complement of the cores to the notebook and the rest."""
+        return MACHINE_HEADROOM * self.cores / (self.machine_cpu_ms / 1000)
+
+    def rates(self, multiples) -> list[float]:
+        """Requests/s for multiples of the capacity, rounded to whole requests per second."""
+        return [max(1.0, float(round(m * self.rate))) for m in multiples]
+
+    def __str__(self) -> str:
+        held = self.limits if self.limits else f"NOT held: {self.limits_note}"
+        limit = f"{self.cpu_limit:g} CPU" if self.cpu_limit else "no CPU limit"
+        return (f"one {self.model} pod ({limit}, limit {held}) serves {self.rate:.0f} req/s within p95 <= "
+                f"{self.slo_ms:g} ms; {self.cpu_ms:.2f} ms of pod CPU and {self.machine_cpu_ms:.2f} ms of this "
+                f"machine's CPU per request; {self.cores:g} usable cores [{self.backend} backend, measured in "
+                f"{self.seconds:.0f} s]")
+
+    def to_dict(self) -> dict:
+        """For a run's metadata: the capacity every rate of the run was a multiple of."""
+        return {"model": self.model, "slo_ms": self.slo_ms, "rate": self.rate, "cpu_ms": self.cpu_ms,
+                "machine_cpu_ms": self.machine_cpu_ms, "cpu_limit": self.cpu_limit, "limits": self.limits,
+                "cores": self.cores, "backend": self.backend}
+
+
+def calibrate(model: str, slo_ms: float, *, quick: bool, again: bool = False, progress: bool = True) -> Capacity:
+    """One pod's capacity for `model` within `slo_ms` on this machine: measured once per process.
+
+    `again=True` measures anew (another program started, the laptop was plugged in).
+    """
+    from servelab.backends.local.cluster import cpu_scale
+
+    key = (os.environ.get("SERVELAB_BACKEND", "auto"), model, float(slo_ms), quick, cpu_scale(),
+           os.environ.get("SERVELAB_LIMITS", ""))
+    if again or key not in _cache:
+        _cache[key] = measure(model, slo_ms, quick=quick, progress=progress)
+    return _cache[key]
+
+
+def measure(model: str, slo_ms: float, *, quick: bool, progress: bool = True) -> Capacity:
+    """Start one pod of `model` from the lesson's manifests on the chosen backend and measure it."""
+    from servelab.backends import connect
+    from servelab.backends.manifests import deployment, service
+
+    sizes = Sizes.for_mode(quick)
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()):  # the lab's own connect() says which backend
+        cluster = connect(service_port=0)
+    try:
+        cluster.apply([deployment(model=model, replicas=1), service()])
+        cluster.wait_ready("model-serving-deployment", replicas=1, timeout=120)
+        capacity = _probe(cluster, cluster.service_url(), model, slo_ms, sizes, progress)
+    finally:
+        if cluster.backend == "local":
+            cluster.close()
+    return dataclasses.replace(capacity, seconds=time.monotonic() - started)
+
+
+def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress: bool) -> Capacity:
+    from servelab import load
+
+    load.run(url, load.Constant(20, sizes.warm_s), progress=False)  # a new pod's first answers are slow
+    before = _pod_cpu_s(cluster)
+    closed = load.run_closed(url, users=CLOSED_USERS, duration=sizes.closed_s, progress=False)
+    cpu_ms = 1000 * (_pod_cpu_s(cluster) - before) / max(1, closed.summary()["ok"])
+    meta = cluster.run_metadata()
+    limit = meta.get("cpu_limit_cores")
+    bound = (limit or 1.0) / (cpu_ms / 1000) if cpu_ms > 0 else closed.summary()["achieved_rate"]
+    steps = _steps(cluster, url, bound, slo_ms, sizes, progress)
+    met = steps[steps.met]
+    if met.empty:
+        raise RuntimeError(
+            f"one {model} pod met p95 <= {slo_ms:g} ms at none of the rates tried (down to "
+            f"{steps.rate.min():.1f} req/s): this machine is too busy or too slow for this lab's SLO. "
+            f"Close other programs and run the parameters cell again. Steps:\n{steps.to_string()}")
+    best = met.loc[met.rate.idxmax()]
+    return Capacity(
+        model=model, slo_ms=slo_ms, rate=float(best.rate), cpu_ms=float(best.pod_cpu_ms),
+        machine_cpu_ms=float((best.pod_cpu_ms + best.service_cpu_ms + best.generator_cpu_ms)),
+        cpu_limit=limit, limits=meta.get("limits_enforced", False), limits_note=meta.get("limits_note", ""),
+        cores=usable_cores(), backend=cluster.backend, seconds=0.0, steps=steps)
+
+
+def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:
+    """Open-loop Poisson steps, up by STEP_UP while they meet the SLO, down by STEP_DOWN until one does."""
+    from tqdm.auto import tqdm
+
+    from servelab import load
+
+    rows, rate, direction = [], FIRST_FRACTION * bound, 0
+    bar = tqdm(total=MAX_STEPS, desc="calibrating", disable=not progress, leave=False,
+               bar_format="{desc}: step {n_fmt} {postfix}")
+    try:
+        for _ in range(MAX_STEPS):
+            bar.set_postfix_str(f"{rate:.0f} req/s")
+            pod_before, service_before = _pod_cpu_s(cluster), cluster.service_cpu_s() or 0.0
+            run = load.run(url, load.Poisson(rate, sizes.step_s), progress=False, seed=len(rows))
+            summary = run.summary()
+            met = summary["errors"] == 0 and summary["p95"] <= slo_ms
+            per_request = 1000 / max(1, summary["ok"])
+            rows.append({"rate": rate, "p95": summary["p95"], "errors": summary["errors"], "ok": summary["ok"],
+                         "met": met, "pod_cpu_ms": (_pod_cpu_s(cluster) - pod_before) * per_request,
+                         "service_cpu_ms": ((cluster.service_cpu_s() or 0.0) - service_before) * per_request,
+                         "generator_cpu_ms": summary["client_cpu"] * run.duration_s * per_request})
+            bar.update()
+            if direction == 0:
+                direction = 1 if met else -1
+            if (direction > 0 and not met) or (direction < 0 and met):
+                break
+            rate *= STEP_UP if direction > 0 else STEP_DOWN
+            if not met:
+                load.run(url, load.Constant(1, 1.0), progress=False)  # let the queue of a missed step drain
+    finally:
+        bar.close()
+    return pd.DataFrame(rows)
+
+
+def _pod_cpu_s(cluster) -> float:
+    """CPU seconds all pods have used so far, read now (the counters the HPA and cost read)."""
+    return sum(pod.cpu_used_core_s or 0.0 for pod in cluster.pods())
+
+
+def _machine_busy_s() -> float:
+    """Seconds this machine's CPUs have been busy (all processes; idle and I/O wait excluded)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
