@@ -166,6 +166,8 @@ def test_delete_reports_like_kubectl(api, cluster):
     assert cluster.delete("deployment", "model-serving-deployment") == [
         'deployment.apps "model-serving-deployment" deleted']
     assert cluster.delete("cluster/model-serving-service.yaml") == ['service "model-serving" not found']
+    with pytest.raises(ValueError, match="cannot delete a 'widget': name one of deploy, deployment"):
+        cluster.delete("widget", "x")
 
 
 def test_wait_ready_says_what_is_missing(api, cluster):

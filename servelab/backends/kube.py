@@ -224,6 +224,9 @@ class KubeCluster(base.Cluster):
 
     def delete(self, source_or_kind: str | Path | dict | list, name: str | None = None) -> list[str]:
         if name is not None:
+            if source_or_kind.lower() not in _KIND_WORDS:
+                raise ValueError(f"cannot delete a {source_or_kind!r}: name one of {', '.join(sorted(_KIND_WORDS))}, "
+                                 "or give the manifest")
             kind, api_version = _KIND_WORDS[source_or_kind.lower()]
             docs = [{"kind": kind, "apiVersion": api_version, "metadata": {"name": name}}]
         else:
