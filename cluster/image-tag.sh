@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 if command -v sha256sum >/dev/null 2>&1; then hash="sha256sum"; else hash="shasum -a 256"; fi
 digest=$(
-  { echo cluster/Dockerfile; echo pyproject.toml; echo README.md; echo cluster/requirements.lock
+  { echo cluster/Dockerfile; echo pyproject.toml; echo README.md; echo cluster/requirements.lock; echo cluster/build-requirements.lock
     find servelab -type f ! -path '*/__pycache__/*' ! -name '*.pyc'; } \
   | LC_ALL=C sort | xargs $hash | $hash | cut -c1-12
 )

