@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 QUICK = os.environ.get("SERVELAB_QUICK") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
-SATURATION_FACTOR = 2.0  # p95 this many times its floor counts as "turned up"
 
 _open: list[Any] = []
 
@@ -303,41 +302,10 @@ def results_dir(name: str) -> Path:
     return path
 
 
-def saturation_rate(table: pd.DataFrame) -> float | None:
-    """The lowest offered rate from which p95 stays above 2x its lowest value in the sweep.
-
-    `table` is `Sweep.summary()` (indexed by offered rate). "Stays above" ignores a single noisy
-    step below saturation; None means the replica never saturated at the rates tried.
-    """
-    p95 = table["p95"].sort_index()
-    high = p95 > SATURATION_FACTOR * p95.min()
-    stays_high = high[::-1].cummin()[::-1]  # True from the first rate after which every rate is high
-    return float(stays_high.idxmax()) if stays_high.any() else None
-
-
 def compare_runs(runs: dict[str, Any]) -> pd.DataFrame:
     """Load runs side by side: requests, rates, percentiles (ms) and errors, one row per run."""
     keys = ["requests", "achieved_rate", "p50", "p95", "p99", "max", "errors"]
     return pd.DataFrame({name: {k: run.summary()[k] for k in keys} for name, run in runs.items()}).T.round(2)
-
-
-def cost_by_rate(sweep, price=None) -> pd.DataFrame:
-    """What each run of a sweep cost (servelab.cost, from the pods the cluster recorded), by offered rate."""
-    from servelab import cost
-
-    rows = {}
-    for result in sweep:
-        report = cost.cost_of_result(result, price)
-        rows[round(result.summary()["offered_rate"], 2)] = {
-            "predictions": report.predictions_ok,
-            "$ for the run": report.dollars,
-            "$ per hour": report.per_hour,
-            "$ per 1M predictions": report.per_million,
-            "idle share": report.idle_share,
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "offered_rate"
-    return table
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
@@ -438,12 +406,6 @@ def report(found) -> bool:
     print(found)
     found.record(results_root() / "findings.jsonl")
     return found.holds
-
-
-def max_rate_within_slo(table: pd.DataFrame, slo_ms: float) -> float:
-    """The highest offered rate of a sweep (`Sweep.summary()`) served with p95 <= `slo_ms` and no failure; 0 if none."""
-    meets = table[(table["p95"] <= slo_ms) & (table["errors"] == 0)]
-    return float(meets.index.max()) if len(meets) else 0.0
 
 
 def scaling_table(sweeps: dict[int, Any]) -> pd.DataFrame:

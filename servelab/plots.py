@@ -192,7 +192,7 @@ def pod_startup(startup: pd.DataFrame, ax=None):
 
 
 def mark_saturation(ax, rate: float | None):
-    """Mark the saturation point found by `lab.saturation_rate` on a latency_vs_rate plot."""
+    """Mark the saturation point found by `analysis.sweeps.saturation_rate` on a latency_vs_rate plot."""
     if rate is not None:
         ax.axvline(rate, color="black", ls=":", lw=1.5, label=f"saturation: p95 turns up at {rate:g} req/s")
         ax.legend(fontsize="small")
@@ -200,7 +200,7 @@ def mark_saturation(ax, rate: float | None):
 
 
 def cost_per_million(costs: pd.DataFrame, ax=None):
-    """$ per 1M predictions against offered rate (`lab.cost_by_rate`), with the idle share beside it."""
+    """$ per 1M predictions against offered rate (`analysis.sweeps.cost_by_rate`), with the idle share beside it."""
     ax = _axes(ax)
     rates, per_million = costs.index.to_numpy(dtype=float), costs["$ per 1M predictions"]
     ax.plot(rates, per_million, marker="o", color="tab:green", label="$ per 1M predictions")
@@ -281,7 +281,7 @@ def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str):
 
 def p95_by_replicas(sweeps: Mapping[int, object], *, slo_ms: float, ax=None):
     """p95 against offered rate, one curve per replica count, with the SLO line; the title reads off
-    the highest rate each count served within the SLO (`lab.max_rate_within_slo`)."""
+    the highest rate each count served within the SLO (`analysis.sweeps.max_rate_within_slo`)."""
     ax = _axes(ax)
     best = _p95_curves(ax, sweeps, slo_ms, _replicas_label, with_p50=False)
     ax.set_title("p95 within the SLO up to " + ", ".join(f"{r:g}" for r in best.values())
@@ -292,12 +292,12 @@ def p95_by_replicas(sweeps: Mapping[int, object], *, slo_ms: float, ax=None):
 def _p95_curves(ax, sweeps: Mapping, slo_ms: float, label, *, with_p50: bool) -> dict:
     """One p95 curve per sweep (and a dashed p50 with failing runs ringed, if `with_p50`), the SLO
     line and log axes; returns each sweep's highest rate within the SLO, for the caller's title."""
-    from servelab import lab
+    from servelab.analysis.sweeps import max_rate_within_slo
 
     best = {}
     for i, (key, sweep) in enumerate(sweeps.items()):
         table = sweep.summary()
-        best[key] = lab.max_rate_within_slo(table, slo_ms)
+        best[key] = max_rate_within_slo(table, slo_ms)
         ax.plot(table.index, table["p95"], marker="o", color=f"C{i}", label=f"{label(key)}: p95" if with_p50 else label(key))
         if with_p50:
             ax.plot(table.index, table["p50"], marker=".", ls="--", color=f"C{i}", label=f"{label(key)}: p50")
@@ -313,7 +313,7 @@ def _p95_curves(ax, sweeps: Mapping, slo_ms: float, label, *, with_p50: bool) ->
 
 def cost_by_replicas(costs: pd.DataFrame, ax=None):
     """$ per 1M predictions against offered rate, one curve per replica count (`costs` indexed by
-    replicas and offered rate, as `lab.cost_by_rate` per sweep); the legend gives each count's $ per hour."""
+    replicas and offered rate, as `analysis.sweeps.cost_by_rate` per sweep); the legend gives each count's $ per hour."""
     ax = _axes(ax)
     per_hour = costs.groupby(level="replicas")["$ per hour"].median()
     for n in per_hour.index:
@@ -363,7 +363,7 @@ def serving_ways(table: pd.DataFrame):
 def p95_by_setting(sweeps: Mapping[str, object], *, slo_ms: float, ax=None):
     """p50 (dashed) and p95 (solid) against offered rate, one colour per server setting (e.g. with
     and without dynamic batching); failing runs ringed in red. The title reads off each setting's
-    highest rate within the SLO (`lab.max_rate_within_slo`)."""
+    highest rate within the SLO (`analysis.sweeps.max_rate_within_slo`)."""
     ax = _axes(ax)
     best = _p95_curves(ax, sweeps, slo_ms, str, with_p50=True)
     ax.set_title("p95 within the SLO up to " + "; ".join(f"{rate:g} req/s {name}" for name, rate in best.items()))

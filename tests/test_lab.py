@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from servelab.analysis import findings, sweeps
 from servelab import cost, lab
 from servelab.backends import base
 
@@ -73,7 +74,7 @@ def sweep_table(p95: list[float], rates: list[float]) -> pd.DataFrame:
     ],
 )
 def test_saturation_is_where_p95_turns_up_for_good(p95, expected):
-    assert lab.saturation_rate(sweep_table(p95, [25, 50, 100, 200, 300, 400])) == expected
+    assert sweeps.saturation_rate(sweep_table(p95, [25, 50, 100, 200, 300, 400])) == expected
 
 
 def test_deployment_changes_model_and_replicas_only():
@@ -153,17 +154,24 @@ def test_step_comparison_counts_late_and_failed_requests_and_mean_pods():
     assert table.loc["slow", "$ per 1M predictions"] > table.loc["fast", "$ per 1M predictions"] > 0
 
 
-def test_finding_explains_a_run_that_missed_the_expected_pattern(capsys):
-    assert lab.finding(True, "One pod is late more often.", "raise the rate") is True
-    assert capsys.readouterr().out == "This run shows it: One pod is late more often.\n"
-    assert lab.finding(False, "One pod is late more often.", "Raise the peak rate.") is False
-    assert capsys.readouterr().out == "This run did NOT show that one pod is late more often.\n  Raise the peak rate.\n"
+def test_finding_says_what_decided_and_records_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVELAB_RESULTS", str(tmp_path))
+    assert lab.finding("t-late", "One pod is late more often.", True, "18% vs 2% late") is True
+    assert capsys.readouterr().out == "This run shows it: One pod is late more often.\n  (18% vs 2% late)\n"
+    assert lab.finding("t-late", "One pod is late more often.", False, "3% vs 2% late", "Raise the peak rate.") is False
+    assert capsys.readouterr().out == ("This run did NOT show that one pod is late more often.\n  (3% vs 2% late)\n"
+                                       "  Raise the peak rate.\n")
+    assert lab.cannot_show("t-cores", "Four pods serve four times one.", "2 cores hold 2 pods") is False
+    assert "This machine cannot show that four pods serve four times one.\n  Why: 2 cores hold 2 pods" in capsys.readouterr().out
+    recorded = findings.read(tmp_path / "findings.jsonl")
+    assert recorded["t-late"].holds is False and recorded["t-late"].evidence == "3% vs 2% late"  # the later verdict
+    assert recorded["t-cores"].cannot == "2 cores hold 2 pods"
 
 
 def test_max_rate_within_slo_skips_rates_with_failures():
     table = pd.DataFrame({"p95": [5.0, 20.0, 30.0, 400.0], "errors": [0, 0, 3, 0]}, index=[10.0, 20.0, 30.0, 40.0])
-    assert lab.max_rate_within_slo(table, slo_ms=50) == 20.0
-    assert lab.max_rate_within_slo(table, slo_ms=1) == 0.0
+    assert sweeps.max_rate_within_slo(table, slo_ms=50) == 20.0
+    assert sweeps.max_rate_within_slo(table, slo_ms=1) == 0.0
 
 
 def sweep_with_pods(served: list[float], cpu_core_s: float, n_pods: int):
