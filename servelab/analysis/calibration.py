@@ -202,8 +202,3 @@ def _pod_cpu_s(cluster) -> float:
     """CPU seconds all pods have used so far, read now (the counters the HPA and cost read)."""
     return sum(pod.cpu_used_core_s or 0.0 for pod in cluster.pods())
 
-
-def _machine_busy_s() -> float:
-    """Seconds this machine's CPUs have been busy (all processes; idle and I/O wait excluded)."""
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
