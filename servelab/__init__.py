@@ -12,7 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"models", "server", "load", "backends", "hpa", "cost", "sim", "quiz", "plots", "lab"}
+_SUBMODULES = {"models", "server", "load", "backends", "hpa", "cost", "sim", "quiz", "plots", "lab", "analysis"}
+# Short names for modules deeper in the tree that the labs use often.
+_ALIASES = {"manifests": "servelab.backends.manifests"}
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +24,6 @@ def __getattr__(name: str) -> Any:
         return connect
     if name in _SUBMODULES:
         return importlib.import_module(f"servelab.{name}")
+    if name in _ALIASES:
+        return importlib.import_module(_ALIASES[name])
     raise AttributeError(f"module 'servelab' has no attribute {name!r}")

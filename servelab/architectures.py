@@ -286,15 +286,14 @@ def prepare_live(cluster, policy: sim.Static | sim.Autoscaled, hpa_manifest: dic
     """Set the model-serving Deployment up for `policy` and wait until it is steady: a static count
     with every pod Ready and none still terminating (it would be billed to the run), or the HPA
     applied and holding its minimum after its first measurement (a start-up burst can ask for more)."""
-    from servelab.lab import wait_until
 
     deployment = hpa_manifest["spec"]["scaleTargetRef"]["name"]
     if isinstance(policy, sim.Static):
         cluster.scale(deployment, policy.replicas)
         cluster.wait_ready(deployment, replicas=policy.replicas, timeout=timeout_s)
-        wait_until(lambda: len(cluster.pods()) == policy.replicas, timeout_s=timeout_s)
+        cluster.wait_until(lambda: len(cluster.pods()) == policy.replicas, timeout_s=timeout_s)
         return
     cluster.apply(hpa_manifest)
     floor = policy.spec.min_replicas
-    wait_until(lambda: cluster.hpas()[0].utilization_pct is not None and cluster.deployments()[0].replicas == floor
+    cluster.wait_until(lambda: cluster.hpas()[0].utilization_pct is not None and cluster.deployments()[0].replicas == floor
                and len(cluster.pods()) == floor, timeout_s=timeout_s)

@@ -29,8 +29,13 @@ import math
 import os
 import pathlib
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODEL_NAMES = ("tiny", "medium", "large")
 N_FEATURES = 3
@@ -226,3 +231,39 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, threads={self.threads})"
+
+
+def describe(path: str | pathlib.Path) -> pd.DataFrame:
+    """One ONNX file at a glance: size, format versions, input/output tensors and operators."""
+    import onnx
+    import pandas as pd
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+
+    def tensor(value) -> str:
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        return f"{value.name}: {dtype} [{', '.join(map(str, dims))}]"
+
+    weights = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    rows = [
+        ("file", f"{pathlib.Path(path).name} ({pathlib.Path(path).stat().st_size:,} bytes)"),
+        ("ONNX IR / opset", f"{proto.ir_version} / {proto.opset_import[0].version}"),
+        ("input", ", ".join(tensor(v) for v in graph.input)),
+        ("output", ", ".join(tensor(v) for v in graph.output)),
+        ("operators", " → ".join(node.op_type for node in graph.node)),
+        ("weights", f"{weights:,} numbers"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
+
+
+def time_calls(call: Callable[[], Any], n: int) -> np.ndarray:
+    """Seconds each of `n` back-to-back calls of `call` took (perf_counter; one warm-up call first)."""
+    call()
+    times = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times

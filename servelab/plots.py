@@ -174,7 +174,7 @@ def latency_breakdown(parts: Mapping[str, Mapping[str, float]], ax=None, *, unit
 
 
 def pod_startup(startup: pd.DataFrame, ax=None):
-    """Each pod's start as two stacked bars: created -> running, running -> ready (`lab.pod_startup`)."""
+    """Each pod's start as two stacked bars: created -> running, running -> ready (`analysis.timelines.pod_startup`)."""
     ax = _axes(ax, size=(8, 2.2 + 0.5 * len(startup)))
     rows = range(len(startup))
     to_running, to_ready = startup["created → running (s)"], startup["running → ready (s)"]
@@ -228,15 +228,15 @@ def replicas_over_time(result, timeline: pd.DataFrame, start_s: float, edges: li
     decisions' CPU utilization, on one time axis, so the scale-up gap lines up with the p95 it causes.
 
     `timeline` is `cluster.timeline()`, `start_s` the cluster's clock when the run began, `edges`
-    where the offered rate changed (`lab.step_edges`).
+    where the offered rate changed (`analysis.timelines.step_edges`).
     """
-    from servelab import lab
+    from servelab.analysis import timelines
     from servelab.backends import base
 
     decisions = timeline[(timeline.kind == base.HPA_DECISION) & (timeline.t_s >= start_s)]
     scaled = timeline[(timeline.kind == base.SCALED) & (timeline.t_s >= start_s)]
-    ready = lab.ready_pods(timeline, start_s)
-    delays = lab.scaling_delays(timeline, start_s, edges)
+    ready = timelines.ready_pods(timeline, start_s)
+    delays = timelines.scaling_delays(timeline, start_s, edges)
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, layout="constrained")
     latency_over_time(result, ax=top, slo_ms=slo_ms)
@@ -264,7 +264,7 @@ def replicas_over_time(result, timeline: pd.DataFrame, start_s: float, edges: li
 
 
 def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str):
-    """Bar charts of p95 in the peak and $ per 1M, one bar per run (`lab.step_comparison`'s table);
+    """Bar charts of p95 in the peak and $ per 1M, one bar per run (`analysis.compare.step_comparison`'s table);
     the title says how many times `dear` costs `cheap` per prediction."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
     table["p95 in the peak (ms)"].plot.barh(ax=left, color="tab:orange", logx=True)

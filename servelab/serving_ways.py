@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from servelab.lab import ROOT, container
+from servelab.backends.manifests import ROOT, container
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from servelab import architectures, cost, sim
+from servelab.backends import base
 from servelab.load import schedules
 from servelab.load.result import COLUMNS, Result
 
@@ -146,6 +147,8 @@ def test_calibration_table_shows_both_capacities():
 
 class FakeCluster:
     """Just enough of a Cluster for prepare_live: records calls, reports a settled state."""
+
+    wait_until = base.Cluster.wait_until
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from servelab import doctor
+from servelab.backends.manifests import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -161,3 +162,13 @@ def test_in_the_image_the_server_listens_on_the_pods_ip(monkeypatch):
     parser = argparse.ArgumentParser()
     server_cli.add_arguments(parser)
     assert parser.parse_args(args[1:]).host == "0.0.0.0"
+
+
+def test_deployment_changes_model_and_replicas_only():
+    original = deployment()
+    changed = deployment(model="large", replicas=3)
+    args = changed["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "large" and changed["spec"]["replicas"] == 3
+    changed["spec"]["template"]["spec"]["containers"][0]["args"] = original["spec"]["template"]["spec"]["containers"][0]["args"]
+    changed["spec"]["replicas"] = original["spec"]["replicas"]
+    assert changed == original

@@ -78,7 +78,7 @@ def test_a_second_without_successes_leaves_a_gap_in_the_p95_line():
 
 
 def test_replicas_over_time_titles_the_scaling_delays():
-    from test_lab import hpa_step_timeline
+    from test_analysis_timelines import hpa_step_timeline
 
     timeline, start_s = hpa_step_timeline()
     fig = plots.replicas_over_time(synthetic_result([5.0] * 100), timeline, start_s, [0.0, 10.0, 30.0, 60.0], slo_ms=50)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from servelab import cost, lab, serving_ways
+from servelab import cost, serving_ways
+from servelab.backends.manifests import container
 
 
 def test_batch_job_sets_model_rows_and_batch_size_in_the_jobs_args():
     manifest = serving_ways.batch_job(model="medium", rows=10, batch_size=4)
-    args = lab.container(manifest)["args"]
+    args = container(manifest)["args"]
     assert args[:7] == ["score", "--model", "medium", "--rows", "10", "--batch-size", "4"]
-    lab.container(manifest)["args"].append("--seed")
+    container(manifest)["args"].append("--seed")
     assert manifest["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--seed", "container() edits in place"
 
 

@@ -7,6 +7,8 @@ and they record the same timeline of events, so plots and cost work on either.
 from __future__ import annotations
 
 import abc
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +188,36 @@ class Cluster(abc.ABC):
         cpu_request_cores, memory_request_gib, cpu_used_core_s), times in unix seconds; when a
         window is given, each pod's life is clipped to it (pods outside it are left out).
         """
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Poll `condition` until it holds; a cluster changes on its own clock, so there is no event to await.
+
+        The condition's docstring, if it has one, names what was awaited in the timeout's message.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still not true after {timeout_s:g} s: {condition.__doc__ or 'see the cell'}")
+            time.sleep(0.2)
+
+    def roll_out(self, manifest: dict, timeout_s: float = 120) -> list[str]:
+        """Apply a changed Deployment and wait until only its new pods are left, all Ready.
+
+        Waiting for the old pods to be gone, not just for a new one to be Ready, keeps a
+        terminating pod from being billed to (and competing for CPU with) the next measurement.
+        """
+        old = {pod.name for pod in self.pods()}
+        lines = self.apply(manifest)
+        replicas = manifest["spec"].get("replicas", 1)
+
+        def rolled_out() -> bool:
+            """only the new pods are left, all Ready"""
+            pods = self.pods()
+            return len(pods) == replicas and all(pod.ready and pod.name not in old for pod in pods)
+
+        if not all(line.endswith("unchanged") for line in lines):
+            self.wait_until(rolled_out, timeout_s)
+        return lines
 
     def service_cpu_s(self) -> float | None:
         """CPU seconds the Services' forwarding has used on this machine so far, where it runs here.

@@ -97,6 +97,11 @@ def run(url: str, schedule: schedules.Schedule, *, protocol: str = "tfserving", 
     return _execute(shards, len(times), schedule.duration, label, progress, template, info, meta, cluster)
 
 
+def warm_up(url: str, seconds: float = 1.0, rate: float = 20.0) -> None:
+    """Send a second of requests and forget them: a new pod's first answers are slow (lab 01), not typical."""
+    run(url, schedules.Constant(rate, seconds), progress=False)
+
+
 def run_closed(url: str, users: int, duration: float, *, think_time: float = 0.0, protocol: str = "tfserving",
                body: Any = None, timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None,
                cluster=None, model: str = "my-model", workers: int = 1) -> Result:

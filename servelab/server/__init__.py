@@ -5,8 +5,10 @@
 - `batching`, `faults`, `metrics`: dynamic batching, stall injection, Prometheus
 - `run`: uvicorn with admission control and graceful SIGTERM; `cli`: `servelab serve`
 - `process`: `ServerProcess`, a server in a child process (tests, labs, local backend)
+- `client`: `post_json`, one request to a running server, as the lesson's curl sends it
 """
 
+from servelab.server.client import post_json
 from servelab.server.process import ServerProcess
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "post_json"]

@@ -1,0 +1,72 @@
+"""Runs side by side: latency, failures and cost of several load runs (or pods) in one table each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from servelab import cost
+
+HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
+
+
+def compare_runs(runs: dict[str, Any]) -> pd.DataFrame:
+    """Load runs side by side: requests, rates, percentiles (ms) and errors, one row per run."""
+    keys = ["requests", "achieved_rate", "p50", "p95", "p99", "max", "errors"]
+    return pd.DataFrame({name: {k: run.summary()[k] for k in keys} for name, run in runs.items()}).T.round(2)
+
+
+def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_ms: float) -> pd.DataFrame:
+    """One row per run of the same step: p95 overall and in the peak, failures, late share, pods, $/1M, idle."""
+    late_column = f"over {slo_ms:g} ms or failed (%)"
+    rows = {}
+    for name, run in runs.items():
+        frame, report, summary = run.frame, cost.cost_of_result(run, price), run.summary()
+        ok = (frame.status >= 200) & (frame.status < 300)
+        in_peak = frame[frame.intended_s.between(*peak) & ok]
+        pod_seconds = sum(pod["end_s"] - pod["start_s"] for pod in run.meta["pods"])
+        rows[name] = {
+            "p95 (ms)": summary["p95"],
+            "p95 in the peak (ms)": in_peak.latency_s.quantile(0.95) * 1000,
+            "failed": summary["errors"],
+            late_column: 100 * ((frame.latency_s * 1000 > slo_ms) | ~ok).mean(),
+            "mean pods": pod_seconds / run.duration_s,
+            "$ per 1M predictions": report.per_million,
+            "idle share": report.idle_share,
+        }
+    return pd.DataFrame(rows).T
+
+
+def latency_and_cost(runs: dict[str, Any], price) -> pd.DataFrame:
+    """Load runs through a cluster side by side: the pod's CPU request, p50/p95, failures and cost."""
+    rows = {}
+    for name, run in runs.items():
+        report, summary = cost.cost_of_result(run, price), run.summary()
+        rows[name] = {"CPU request (cores)": run.meta["pods"][0]["cpu_request_cores"],
+                      "offered_rate": summary["offered_rate"], "p50 (ms)": summary["p50"], "p95 (ms)": summary["p95"],
+                      "errors": summary["errors"], "$ per hour": report.per_hour,
+                      "$ per 1M predictions": report.per_million, "idle share": report.idle_share}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def pod_cost_table(pods: list[dict], price) -> pd.DataFrame:
+    """Per pod (run_metadata()["pods"]): life so far, CPU used, dollars so far, per hour and per month.
+
+    Cost follows servelab.cost (max(request, usage) x hours x price), so a pod that serves
+    nothing still costs its requests; the last row adds the pods up.
+    """
+    usages = [cost.PodUsage.from_dict(pod) for pod in pods]
+    rows = cost.cost(usages, price, predictions_ok=0).breakdown.set_index("pod")
+    per_hour = rows["dollars"] / rows["hours"]
+    table = pd.DataFrame({
+        "lived (s)": rows["hours"] * 3600,
+        "CPU used (core-s)": [u.cpu_used_core_s for u in usages],
+        "$ so far": rows["dollars"],
+        "$ per hour": per_hour,
+        f"$ per month ({HOURS_PER_MONTH} h)": per_hour * HOURS_PER_MONTH,
+        "idle share": rows["idle_dollars"] / rows["dollars"],
+    })
+    money = [c for c in table.columns if c.startswith("$")]
+    table.loc["all pods", money] = table[money].sum()
+    return table
