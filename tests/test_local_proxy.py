@@ -11,7 +11,6 @@ import asyncio
 
 import pytest
 
-from servelab.backends.local.proxy import _chunked_end
 from servelab.backends.local.service import PortInUseError, ServiceProxy
 
 RESPONSES = {
@@ -241,9 +240,3 @@ def test_port_in_use_is_reported_with_the_port(run):
 
     with pytest.raises(PortInUseError, match="port \\d+ is already in use by pid"):
         run(main())
-
-
-def test_chunked_end():
-    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n\r\n"), 0) == 13
-    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n"), 0) is None
-    assert _chunked_end(bytearray(b"3\r\nab"), 0) is None
