@@ -64,6 +64,9 @@ class DelayedTransport:
 
     def _flush(self) -> None:
         self.timer = None
+        if self.transport.is_closing():  # the other end went away meanwhile: nothing can be delivered
+            self.held.clear()
+            return
         now = time.monotonic()
         while self.held and self.held[0][0] <= now:
             self.transport.write(self.held.popleft()[1])
