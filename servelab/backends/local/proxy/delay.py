@@ -5,11 +5,12 @@ write to a pod (the request's way) and each write to a client (the answer's way)
 R/2 plus a jitter drawn uniformly from [-J/2, +J/2] (`random.Random` seeded with the Service's
 name, one generator per proxy). Half on each way, because that is where a network puts it: the
 pod gets the request half a round trip after the client sent it, so it works at the moment it
-would behind a real path, and jitter reshapes the arrivals it sees, as a real path does. A
-request and its answer sent in one write each thus take R +- J more, triangular around R. Bytes
-never overtake earlier ones (TCP delivers in order), so a write held behind a later-drawn one
-leaves with it. Only requests are delayed, not a connection's set-up (its TCP handshake would
-cost one more round trip on a real path; clients here keep their connections alive).
+would behind a real path, and jitter reshapes the arrivals it sees, as a real path does. One
+draw per burst: bytes written while earlier ones are still held take the same delay, so a
+message split over several writes arrives whole and in order, and a request and its answer take
+exactly R +- J more (the sum of two draws: triangular, around R). Only requests are delayed, not
+a connection's set-up (its TCP handshake would cost one more round trip on a real path; clients
+here keep their connections alive).
 
 The event loop's timers count whole milliseconds, so a held write is checked against
 time.monotonic() before it goes: it never leaves early, and leaves up to about 1 ms late.
@@ -43,18 +44,19 @@ class Delay:
 
 
 class DelayedTransport:
-    """A transport whose writes leave `delay.draw()` seconds later, in the order they were written."""
+    """A transport whose writes leave a drawn delay later, in the order they were written."""
 
     def __init__(self, transport: asyncio.Transport, delay: Delay) -> None:
         self.transport, self.delay = transport, delay
         self.held: deque[tuple[float, bytes]] = deque()
-        self.last_due = 0.0
+        self.hold_s = 0.0  # the current burst's delay
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
 
     def write(self, data: bytes | bytearray) -> None:
-        due = max(time.monotonic() + self.delay.draw(), self.last_due)
-        self.last_due = due
+        if not self.held:  # a new burst: a new draw
+            self.hold_s = self.delay.draw()
+        due = time.monotonic() + self.hold_s
         self.held.append((due, bytes(data)))  # a copy of a bytearray: the writer may go on changing it
         if self.timer is None:
             self._arm(due)
