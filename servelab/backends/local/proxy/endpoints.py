@@ -8,6 +8,7 @@ already holds.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 Endpoint = tuple[str, int]
@@ -31,7 +32,7 @@ class Idle(Protocol):
     endpoint: Endpoint
     ready: Ready
     closed: bool
-    transport: object
+    transport: asyncio.BaseTransport
 
 
 class Endpoints:
