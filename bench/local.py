@@ -1,10 +1,13 @@
-"""What the embedded cluster costs: the Service hop, and how fast pods become Ready.
+"""What the embedded cluster costs: the Service hop, an added round trip, and how fast pods become Ready.
 
 - Service hop: `hey` sends the same moderate open-rate load (RATE requests/s over CONNECTIONS
   kept-alive connections) straight to one pod and through the Service, alternating, ROUNDS
   times, in one run; the median per-request p50 of each (from hey's CSV, interpolated within
   its 0.1 ms steps) and their ratio (target <= 1.25x) are printed, for both Service modes, with
   the load average at the start (other work on the machine shows in the ratio).
+- Added round trip: in the same rounds, a second Service annotated with a ROUND_TRIP_MS round
+  trip (no jitter) in front of the same pod; its p50 minus the plain Service's is what the
+  annotation added, which should be ROUND_TRIP_MS and a little more (timers count whole ms).
 - Ready: seconds from `apply` of the 1-replica deployment to 1/1 Ready (target 5 s), and from
   `kill -9` of a pod to its restarted container being Ready (target 5 s).
 
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 
 from servelab.backends.local import LocalCluster
+from servelab.backends.local.proxy.round_trip import ANNOTATION
+from servelab.backends.manifests import load_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
@@ -30,6 +35,7 @@ SERVICE = ROOT / "cluster" / "model-serving-service.yaml"
 NAME = "model-serving-deployment"
 BODY = '{"instances": [[1.0, 2.0, 5.0]]}'
 RATE, CONNECTIONS, SECONDS, ROUNDS = 100, 2, 4, 5
+ROUND_TRIP_MS = 20.0
 
 
 def hey_p50_ms(url: str, body_file: str) -> float:
@@ -48,18 +54,30 @@ def hey_p50_ms(url: str, body_file: str) -> float:
     return statistics.median_grouped([round(x * 1000, 1) for x in latencies], interval=0.1)
 
 
-def service_hop(mode: str, body_file: str) -> tuple[float, float]:
-    """(direct p50 ms, service p50 ms), each the median over ROUNDS alternating runs."""
+def far_service() -> dict:
+    """The repo's Service as seen from ROUND_TRIP_MS away: an annotated copy under another name."""
+    (service,) = load_documents(SERVICE)
+    service["metadata"]["name"] = "model-serving-far"
+    service["metadata"]["annotations"] = {ANNOTATION: f"{ROUND_TRIP_MS:g}ms"}
+    return service
+
+
+def service_hop(mode: str, body_file: str) -> dict[str, float]:
+    """p50 ms straight to the pod ("direct"), through the Service, and (per request) through the far
+    Service, each the median over ROUNDS alternating runs."""
     with LocalCluster(service_port=0, service_mode=mode) as cluster:
-        cluster.apply([SERVICE, DEPLOYMENT])
+        cluster.apply([SERVICE, DEPLOYMENT] + ([far_service()] if mode == "per-request" else []))
         cluster.wait_ready(NAME, timeout=60)
-        pod_url, service_url = cluster.pods()[0].url, cluster.service_url()
-        hey_p50_ms(service_url, body_file)  # warm-up: connections, model, proxy
-        direct, service = [], []
+        urls = {"direct": cluster.pods()[0].url, "service": cluster.service_url()}
+        if mode == "per-request":
+            urls["far"] = cluster.service_url("model-serving-far")
+        for url in urls.values():
+            hey_p50_ms(url, body_file)  # warm-up: connections, model, proxy
+        p50s: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(ROUNDS):
-            direct.append(hey_p50_ms(pod_url, body_file))
-            service.append(hey_p50_ms(service_url, body_file))
-    return statistics.median(direct), statistics.median(service)
+            for name, url in urls.items():
+                p50s[name].append(hey_p50_ms(url, body_file))
+    return {name: statistics.median(values) for name, values in p50s.items()}
 
 
 def time_to_ready() -> tuple[float, float]:
@@ -88,9 +106,13 @@ def main() -> None:
         print(f"Service hop: p50 at {RATE} req/s over {CONNECTIONS} kept-alive connections, tiny model, "
               f"1 pod (0.5 CPU limit), median of {ROUNDS} alternating {SECONDS} s runs (hey)")
         print(f"{'service mode':<16}{'direct p50':>12}{'service p50':>13}{'ratio':>8}  target <= 1.25x")
+        far = None
         for mode in ("per-request", "per-connection"):
-            direct, service = service_hop(mode, f.name)
-            print(f"{mode:<16}{direct:>10.2f}ms{service:>11.2f}ms{service / direct:>7.2f}x")
+            p50 = service_hop(mode, f.name)
+            print(f"{mode:<16}{p50['direct']:>10.2f}ms{p50['service']:>11.2f}ms{p50['service'] / p50['direct']:>7.2f}x")
+            far = p50 if "far" in p50 else far
+        print(f"Added round trip ({ANNOTATION}: {ROUND_TRIP_MS:g}ms, per request, same rounds): far Service p50 "
+              f"{far['far']:.2f} ms - Service p50 {far['service']:.2f} ms = {far['far'] - far['service']:.2f} ms added")
     finally:
         os.unlink(f.name)
     to_ready, restart = time_to_ready()

@@ -165,7 +165,7 @@ async def posts(url: str, n: int = 1, size: int = 4, timeout: float = 5.0, concu
 
     async def one():
         try:
-            return await pool.post()
+            return await pool.send()
         except Exception as exc:  # noqa: BLE001 (the test looks at what was raised)
             return exc
 

@@ -1,8 +1,8 @@
 """The Service proxy forwards HTTP/1.1 faithfully and fails over only where nothing was sent.
 
-The pods here are raw asyncio servers answering in each framing a server may use (length,
-chunked, close-delimited, HEAD, 100 Continue), so the proxy's message boundaries are checked
-exactly; the proxy is the real process, started as LocalCluster starts it.
+The pods (proxy_fixtures.py) are raw asyncio servers answering in each framing a server may use
+(length, chunked, close-delimited, HEAD, 100 Continue, an upgrade), so the proxy's message
+boundaries are checked exactly; the proxy is the real process, started as LocalCluster starts it.
 """
 
 from __future__ import annotations
@@ -10,83 +10,37 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from proxy_fixtures import RESPONSES, UPGRADED, exchange, pod, run, started  # noqa: F401 (run: a fixture)
 
-from servelab.backends.local.proxy import _chunked_end
+from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import PortInUseError, ServiceProxy
 
-RESPONSES = {
-    b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
-    b"/chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\nT: 1\r\n\r\n",
-    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
-}
 
-
-async def pod(name: str):
-    """A pod answering by path; '/close' answers without a length and closes; '/die' just closes."""
-
-    async def handle(reader, writer):
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                break
-            length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")), 0)
-            if b"\r\nexpect: 100-continue" in head.lower():  # as servers do; the client must see one only
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            body = await reader.readexactly(length)
-            method, path = head.split(b" ")[:2]
-            if path == b"/die":
-                break
-            if path == b"/once":  # answers, then closes the kept-alive connection unannounced (idle timeout)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-pod: %s\r\n\r\nonce" % name.encode())
-                await writer.drain()
-                break
-            if path == b"/close":
-                writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close-" + name.encode())
-                break
-            if path == b"/echo":
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-pod: %s\r\n\r\n%s" % (len(body), name.encode(), body))
-            else:
-                response = RESPONSES[path]
-                writer.write(response.split(b"\r\n\r\n")[0] + b"\r\n\r\n" if method == b"HEAD" else response)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, ("127.0.0.1", server.sockets[0].getsockname()[1])
-
-
-async def started(endpoints) -> ServiceProxy:
-    """The real proxy process, routing to `endpoints`."""
-    proxy = ServiceProxy("svc", 0, "per-request")
-    await proxy.start()
-    await proxy.set_endpoints(endpoints)
-    return proxy
-
-
-async def exchange(port: int, raw: bytes, read_until_close: bool = False) -> bytes:
+async def exactly(port: int, raw: bytes, n: int) -> bytes:
+    """Send `raw` on a new connection and read `n` bytes back (a delayed answer may come in pieces)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
-    data = await (reader.read() if read_until_close else reader.read(65536))
-    writer.close()
-    return data
+    try:
+        return await asyncio.wait_for(reader.readexactly(n), 5)
+    finally:
+        writer.close()
 
 
-@pytest.fixture
-def run():
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
+# Every framing, through each balancing mode, and through a Service that holds bytes back
+# (an added round trip with jitter: writes are queued and must leave whole and in order).
+SETUPS = [("per-request", RoundTrip()), ("per-request", RoundTrip(10, 10)), ("per-connection", RoundTrip(10, 10))]
 
 
-def test_framings_pass_through_unchanged(run):
+@pytest.mark.parametrize("mode, round_trip", SETUPS)
+def test_framings_pass_through_unchanged(run, mode, round_trip):
     async def main():
         server, endpoint = await pod("a")
-        proxy = await started([endpoint])
+        proxy = await started([endpoint], mode, round_trip)
         try:
             results = {}
             for path, expected in RESPONSES.items():
-                results[path] = (await exchange(proxy.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path), expected)
+                raw = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path
+                results[path] = (await exactly(proxy.port, raw, len(expected)), expected)
             head = await exchange(proxy.port, b"HEAD /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", True)
             closed = await exchange(proxy.port, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n", True)
             body = b'{"instances": [1.0, 2.0, 5.0]}'
@@ -103,6 +57,71 @@ def test_framings_pass_through_unchanged(run):
     assert head == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
     assert closed.endswith(b"\r\n\r\nuntil-close-a")
     assert continued.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK") and continued.endswith(body)
+    assert continued.count(b"100 Continue") == 1
+
+
+@pytest.mark.parametrize("round_trip", [RoundTrip(), RoundTrip(10, 10)])
+def test_one_connection_carries_head_continue_and_chunked_requests(run, round_trip):
+    """A HEAD answer ends with its head (the next answer on that pod connection is read right), a
+    client that waits for 100 Continue gets it before it sends the body, and a chunked request is
+    passed on whole, all on one kept-alive client connection."""
+
+    async def main():
+        server, endpoint = await pod("a")
+        proxy = await started([endpoint], round_trip=round_trip)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            answers = []
+            for _ in range(2):
+                writer.write(b"HEAD /length HTTP/1.1\r\n\r\n")
+                answers.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
+                writer.write(b"GET /length HTTP/1.1\r\n\r\n")
+                answers.append(await asyncio.wait_for(reader.readexactly(len(RESPONSES[b"/length"])), 5))
+            writer.write(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+            answers.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
+            writer.write(b"body")
+            answers.append(await asyncio.wait_for(reader.readuntil(b"body"), 5))
+            writer.write(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"2\r\nde\r\n0\r\n\r\n")
+            answers.append(await asyncio.wait_for(reader.readuntil(b"abcde"), 5))
+            writer.close()
+            return answers
+        finally:
+            await proxy.stop()
+            server.close()
+
+    head_1, get_1, head_2, get_2, continue_, echoed, chunked = run(main())
+    assert head_1 == head_2 == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+    assert get_1 == get_2 == RESPONSES[b"/length"]
+    assert continue_ == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert echoed.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n")
+    assert chunked.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n")
+
+
+def test_unreadable_requests_get_a_clear_error_and_an_upgrade_is_passed_through(run):
+    async def main():
+        server, endpoint = await pod("a")
+        proxy = await started([endpoint])
+        try:
+            garbage = await exchange(proxy.port, b"NOT HTTP AT ALL\r\n\r\n", True)
+            endless = await exchange(proxy.port, b"GET / HTTP/1.1\r\nX-Long: " + b"x" * (80 * 1024), True)
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"GET /upgrade HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nfirst ")
+            switched = await asyncio.wait_for(reader.readuntil(b"first "), 5)
+            writer.write(b"second")
+            echoed = await asyncio.wait_for(reader.readuntil(b"second"), 5)
+            writer.close()
+            return garbage, endless, switched, echoed
+        finally:
+            await proxy.stop()
+            server.close()
+
+    garbage, endless, switched, echoed = run(main())
+    assert garbage.startswith(b"HTTP/1.1 400 Bad Request") and b'"error": "malformed HTTP request' in garbage
+    assert endless.startswith(b"HTTP/1.1 431 Request Header Fields Too Large") and b"over 64 KiB" in endless
+    assert switched == UPGRADED + b"first " and echoed == b"second"
 
 
 def test_round_robin_failover_and_no_pods(run):
@@ -241,9 +260,3 @@ def test_port_in_use_is_reported_with_the_port(run):
 
     with pytest.raises(PortInUseError, match="port \\d+ is already in use by pid"):
         run(main())
-
-
-def test_chunked_end():
-    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n\r\n"), 0) == 13
-    assert _chunked_end(bytearray(b"3\r\nabc\r\n0\r\n"), 0) is None
-    assert _chunked_end(bytearray(b"3\r\nab"), 0) is None

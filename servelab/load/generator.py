@@ -136,7 +136,7 @@ async def _send(pool: Pool, shard: Shard, rec: _Recorder, i: int) -> None:
     """Send one request and record its outcome, whatever it is."""
     rec.sent[i] = time.monotonic()
     try:
-        resp = await pool.post()
+        resp = await pool.send()
     except asyncio.TimeoutError:
         rec.finish(i, 0, error=f"timeout: no complete response within {shard.timeout:g} s")
     except asyncio.CancelledError:

@@ -3,12 +3,13 @@
 Hand-written because aiohttp's client cost about 250 µs of CPU per request, which made the
 generator, not the server, the bottleneck on a 2-core laptop: closed loop over 16 connections,
 aiohttp managed about 4,100 requests/s per generator core (1.5x locust's 2,700), this client
-about 11,700 (4.4x; bench/load.py). It does only what the load generator needs: POST one fixed
-body to one URL over a bounded pool of keep-alive connections, read Content-Length, chunked
+about 11,700 (4.4x; bench/load.py). It does only what the load generator needs: send one fixed
+request to one URL over a bounded pool of keep-alive connections, read Content-Length, chunked
 and until-close bodies, keep two response headers, and give up on a request at its deadline
 (checked by one timer per pool every tenth of the timeout, at most 0.1 s: a timer per request
 was about a tenth of the client's busy time). A connection that times out, errors or is closed
-by the server is dropped, never reused.
+by the server is dropped, never reused. The local backend's readiness and liveness probes use
+it too (`get`), so the cluster has one HTTP client, not two.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ class ServerDisconnected(ConnectionResetError):
 class Pool:
     """Up to `size` keep-alive connections to the host of `url`, each carrying one request at a time."""
 
-    def __init__(self, url: str, body: bytes, headers: dict[str, str], size: int, timeout: float) -> None:
+    def __init__(self, url: str, body: bytes, headers: dict[str, str], size: int, timeout: float,
+                 method: str = "POST") -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the load generator speaks plain HTTP/1.1: give an http://host:port/... URL, got {url!r}")
         self.host, self.port = parts.hostname, parts.port or 80
         self.size, self.timeout = size, timeout
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}",
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}",
                  *(f"{k}: {v}" for k, v in headers.items())]
         self._request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body  # the same bytes every time
         self._idle: list[_Connection] = []
@@ -59,7 +61,7 @@ class Pool:
         self._tick = min(0.1, timeout / 10)
         self._watchdog = self._loop.call_later(self._tick, self._watch)
 
-    async def post(self) -> Response:
+    async def send(self) -> Response:
         """Send the request and return its response; TimeoutError past `timeout`, OSError on a connection failure."""
         loop = self._loop
         deadline = loop.time() + self.timeout
@@ -142,6 +144,15 @@ class Pool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+async def get(url: str, timeout: float) -> Response:
+    """GET `url` once on a connection of its own, closed after, as a kubelet's httpGet probe does."""
+    pool = Pool(url, b"", {"Connection": "close"}, size=1, timeout=timeout, method="GET")
+    try:
+        return await pool.send()
+    finally:
+        pool.close()
 
 
 class _Connection(asyncio.Protocol):

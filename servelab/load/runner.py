@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -135,6 +136,8 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
     ended_unix = time.time()
     cpu_fraction = max(r.cpu_s / r.wall_s if r.wall_s > 0 else 0.0 for r in records)
+    # The pods as they were during this run only, so its cost is this run's, not the pods' whole life.
+    cluster_meta = cluster.run_metadata(start_unix_s=started_unix, end_unix_s=ended_unix) if cluster is not None else {}
     run_meta = {
         **environment(),
         "url": template.url,
@@ -149,11 +152,24 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         **info,
         "backend": None,  # unknown unless a cluster (or `meta`) says; kept so saved runs share keys
         "replicas": None,
-        # The pods as they were during this run only, so its cost is this run's, not the pods' whole life.
-        **(cluster.run_metadata(start_unix_s=started_unix, end_unix_s=ended_unix) if cluster is not None else {}),
+        "added_round_trip_ms": None,
+        "added_round_trip_jitter_ms": None,
+        **cluster_meta,
+        **_added_round_trip(template.url, cluster_meta),
         **(meta or {}),
     }
     return Result.from_records(records, run_meta, duration=duration)
+
+
+def _added_round_trip(url: str, cluster_meta: dict) -> dict:
+    """The round trip the Service at `url` adds to each request (0 straight to a pod), so tables can
+    label a run by distance; nothing when the cluster does not list its Services' round trips."""
+    if "services" not in cluster_meta:
+        return {}
+    port = urlsplit(url).port
+    service = next((s for s in cluster_meta["services"] if urlsplit(s["url"]).port == port), None)
+    return {"added_round_trip_ms": service["added_round_trip_ms"] if service else 0.0,
+            "added_round_trip_jitter_ms": service["added_round_trip_jitter_ms"] if service else 0.0}
 
 
 def _in_thread(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:

@@ -4,7 +4,8 @@
   reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
 - pods.py: one pod's life (probes, restarts with back-off, graceful termination, CPU usage)
 - cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
-- proxy.py / service.py: the Service, a load-balancing proxy process and its owner-side handle
+- proxy/ / service.py: the Service, a load-balancing proxy process (balancing per request or per
+  connection, optionally adding a network round trip) and its owner-side handle
 - processes.py: children that die with their owner; who holds a port
 - cluster.py: LocalCluster, the controllers (deployment, endpoints, HPA) tying these together
 - kubectl.py: the lesson's kubectl verbs with kubectl's columns

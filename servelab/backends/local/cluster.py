@@ -30,6 +30,7 @@ from servelab.backends.local.manifests import (
 from servelab.backends.local.pods import Pod
 from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
+from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import ServiceProxy
 from servelab.backends.manifests import load_documents
 
@@ -217,15 +218,17 @@ class LocalCluster(base.Cluster):
     async def _apply_service(self, doc: dict, old: _Service | None) -> None:
         name = doc["metadata"]["name"]
         port = self.service_port if self.service_port is not None else int(doc["spec"]["ports"][0]["port"])
+        round_trip = RoundTrip.of_service(doc)
         if old is not None:
-            if old.proxy.requested_port == port:
+            if old.proxy.requested_port == port and old.proxy.round_trip == round_trip:
                 old.manifest = doc
                 return
             await old.proxy.stop()
         await self._free_port_from_other_clusters(port)
-        proxy = ServiceProxy(name, port, self.service_mode)
+        proxy = ServiceProxy(name, port, self.service_mode, round_trip)
         await proxy.start()
         self._services[name] = _Service(doc, proxy, self.now())
+        await self.endpoints_changed()  # pods already Ready behind it: a new proxy starts with none
 
     async def _free_port_from_other_clusters(self, port: int) -> None:
         """Re-running a lab: an older cluster of this same process holds the port, so close it."""
@@ -567,6 +570,8 @@ class LocalCluster(base.Cluster):
             "limits_note": "" if enforced else (problems[0] if problems else self.cgroups.reason),
             "cgroup_version": self.cgroups.version,
             "service_mode": self.service_mode,
+            "services": [{"name": name, "url": f"http://127.0.0.1:{s.proxy.port}", **s.proxy.round_trip.metadata()}
+                         for name, s in self._services.items()],
             "cpu_count": os.cpu_count(),
             "cpu_scale": self.cpu_scale,
             "pods": usages,

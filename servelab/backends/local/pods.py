@@ -23,6 +23,7 @@ from servelab.backends import base
 from servelab.backends.local.cgroups import PodGroup
 from servelab.backends.local.manifests import ContainerSpec, Probe
 from servelab.backends.local.processes import Watchdog, kill_group, spawn
+from servelab.load import http
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 10.0, 300.0, 600.0
 
@@ -39,19 +40,11 @@ class Owner(Protocol):
 
 async def http_ok(port: int, path: str, timeout: float) -> bool:
     """One httpGet probe: True for a 2xx/3xx answer within `timeout`, as the kubelet counts it."""
-    async def get() -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
-            return await reader.readline()
-        finally:
-            writer.close()
-
     try:
-        status_line = await asyncio.wait_for(get(), timeout)
-        return 200 <= int(status_line.split()[1]) < 400
-    except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+        response = await http.get(f"http://127.0.0.1:{port}{path}", timeout)
+    except (OSError, asyncio.TimeoutError, ValueError):  # refused, reset, not HTTP, timed out; a path no URL takes
         return False
+    return 200 <= response.status < 400
 
 
 class Pod:

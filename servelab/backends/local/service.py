@@ -1,4 +1,4 @@
-"""The owner's handle on a Service proxy process (see proxy.py for what the proxy does)."""
+"""The owner's handle on a Service proxy process (see proxy/__init__.py for what the proxy does)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 
 from servelab.backends.local.processes import port_holder, spawn
+from servelab.backends.local.proxy.round_trip import RoundTrip
 
 
 class PortInUseError(OSError):
@@ -14,8 +15,8 @@ class PortInUseError(OSError):
 
 
 class ServiceProxy:
-    def __init__(self, name: str, port: int, mode: str) -> None:
-        self.name, self.requested_port, self.mode = name, port, mode
+    def __init__(self, name: str, port: int, mode: str, round_trip: RoundTrip = RoundTrip()) -> None:
+        self.name, self.requested_port, self.mode, self.round_trip = name, port, mode, round_trip
         self.port = port
         self.endpoints: list[tuple[str, int]] = []
         self.process: asyncio.subprocess.Process | None = None
@@ -25,7 +26,7 @@ class ServiceProxy:
     async def start(self) -> None:
         self.process = await spawn(
             [sys.executable, "-m", "servelab.backends.local.proxy", "--name", self.name,
-             "--port", str(self.requested_port), "--mode", self.mode],
+             "--port", str(self.requested_port), "--mode", self.mode, *self.round_trip.argv()],
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         first = (await asyncio.wait_for(self.process.stdout.readline(), 30)).decode().strip()
