@@ -69,6 +69,7 @@ class Capacity:
     cpu_ms: float  # pod CPU per request at the highest step that met the SLO (ms of one core)
     machine_cpu_ms: float  # pod + Service + load generator CPU per request, at that same step
     cpu_limit: float | None  # the pod's CPU limit (cores) as the backend ran it
+    cpu_request: float  # the pod's CPU request (cores): what a scheduler places it by
     limits: str | bool  # how the limit was held ("cgroup-v1", "userspace", ...), or False
     limits_note: str
     cores: float  # this machine's usable cores (affinity and any CPU quota of our own cgroup)
@@ -102,7 +103,7 @@ class Capacity:
     def to_dict(self) -> dict:
         """For a run's metadata: the capacity every rate of the run was a multiple of."""
         return {"model": self.model, "slo_ms": self.slo_ms, "rate": self.rate, "cpu_ms": self.cpu_ms,
-                "machine_cpu_ms": self.machine_cpu_ms, "cpu_limit": self.cpu_limit, "limits": self.limits,
+                "machine_cpu_ms": self.machine_cpu_ms, "cpu_limit": self.cpu_limit, "cpu_request": self.cpu_request, "limits": self.limits,
                 "cores": self.cores, "backend": self.backend}
 
 
@@ -160,7 +161,7 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
     return Capacity(
         model=model, slo_ms=slo_ms, rate=float(best.rate), cpu_ms=float(best.pod_cpu_ms),
         machine_cpu_ms=float((best.pod_cpu_ms + best.service_cpu_ms + best.generator_cpu_ms)),
-        cpu_limit=limit, limits=meta.get("limits_enforced", False), limits_note=meta.get("limits_note", ""),
+        cpu_limit=limit, cpu_request=meta.get("cpu_request_cores") or limit or 0.0, limits=meta.get("limits_enforced", False), limits_note=meta.get("limits_note", ""),
         cores=usable_cores(), backend=cluster.backend, seconds=0.0, steps=steps)
 
 

@@ -30,7 +30,7 @@ def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_
             "p95 (ms)": summary["p95"],
             "p95 in the peak (ms)": in_peak.latency_s.quantile(0.95) * 1000,
             "failed": summary["errors"],
-            late_column: 100 * ((frame.latency_s * 1000 > slo_ms) | ~ok).mean(),
+            late_column: 100 * run.late_share(slo_ms),
             "mean pods": pod_seconds / run.duration_s,
             "$ per 1M predictions": report.per_million,
             "idle share": report.idle_share,

@@ -92,6 +92,16 @@ class Result:
         done = (self.frame["sent_s"] + self.frame["service_s"])[self.ok]
         return float(max(self.meta.get("duration_s", 0.0), done.max() if len(done) else 0.0))
 
+    def late_share(self, slo_ms: float) -> float:
+        """The share of requests that missed a latency SLO: answered after `slo_ms`, or failed.
+
+        Percentiles cover answered requests only, so a run that fails requests can show a p95
+        lower than it deserves; this counts both kinds of miss.
+        """
+        if len(self.frame) == 0:
+            return 0.0
+        return float(((self.frame["latency_s"] * 1000 > slo_ms) | ~self.ok).mean())
+
     def summary(self) -> dict:
         """Percentiles (ms), offered vs achieved rate, errors by status, schedule lag, warnings."""
         if self._summary is None:
