@@ -23,7 +23,7 @@ import psutil
 
 from servelab import cost, hpa, sim
 from servelab.load.result import Result
-from servelab.load.schedules import Schedule
+from servelab.load.schedules import Random, Schedule
 
 DAY_S = 86400.0
 NIGHTLY_RUN_AT_H = 2.0  # the batch job runs at 02:00, when traffic is near its trough
@@ -109,18 +109,8 @@ def calibration_table(moderate: Result, saturated: Result, service: sim.ServiceT
 
 
 def random_arrivals(schedule: Schedule, seed: int = 0) -> np.ndarray:
-    """Arrival times of many independent users following `schedule`'s rate curve (sorted, seconds).
-
-    `send_times` spaces requests evenly, which no crowd of users does; evenly spaced arrivals
-    hardly ever queue, so a simulation on them would flatter every architecture. This draws a
-    Poisson number of arrivals in each second (the rate at its middle) and places them uniformly
-    in it: a Poisson process following the curve, to within a second.
-    """
-    rng = np.random.default_rng(seed)
-    seconds = np.arange(int(np.ceil(schedule.duration)), dtype=np.float64)
-    counts = rng.poisson(schedule.rate_at(np.minimum(seconds + 0.5, schedule.duration)))
-    times = np.repeat(seconds, counts) + rng.random(int(counts.sum()))
-    return np.sort(times[times < schedule.duration], kind="stable")
+    """Arrival times of many independent users following `schedule`'s rate curve (sorted, seconds)."""
+    return Random(schedule, seed=seed).send_times()
 
 
 def pods_over_time(result: Result, window_s: float, duration_s: float | None = None,

@@ -67,7 +67,9 @@ def test_the_day_table_has_a_row_per_architecture_and_its_figures(day):
     assert table.loc["static, 2 pods", "$ per day"] == pytest.approx(2 * 0.5 * 24 * (
         cost.load_pricing().cpu_core_hour + 0.5 * cost.load_pricing().memory_gib_hour), rel=0.01)
     assert table.loc["static, 1 pod", architectures.PEAK_HOUR] > SLO_MS > table.loc["static, 2 pods", architectures.PEAK_HOUR]
-    assert 1 <= table.loc["HPA, 1 to 4 pods", "mean pods"] < 2
+    # 80 req/s on average at a 50 % CPU target is 1.6 pods' worth; whole pods and the scale-down window
+    # round that up, and the maximum is never held all day.
+    assert 1.6 <= table.loc["HPA, 1 to 4 pods", "mean pods"] < 2.5
     assert table["batch wait (h)"].notna().sum() == 1
     assert 0 < table.loc["HPA + nightly batch (30%)", "batch wait (h)"] < 25  # a day, plus the job's start and queue
     assert (table["sim (s)"] > 0).all()

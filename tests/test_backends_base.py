@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from servelab.backends import base
 from servelab.backends.manifests import deployment
 
@@ -32,3 +34,31 @@ def test_roll_out_waits_for_only_new_pods_and_not_for_an_unchanged_deployment():
     unchanged = RollingCluster("unchanged")
     base.Cluster.roll_out(unchanged, deployment(), timeout_s=5)
     assert unchanged.polls == 0, "no poll after an apply that changed nothing"
+
+
+class BusyCluster:
+    """Pods whose CPU counters rise by `burn` core-seconds per poll for `busy_polls` polls, then stop."""
+
+    wait_idle = base.Cluster.wait_idle
+
+    def __init__(self, busy_polls: int, burn: float = 0.5, known: bool = True) -> None:
+        self.polls, self.busy_polls, self.burn, self.known, self.used = 0, busy_polls, burn, known, 0.0
+
+    def pods(self):
+        from types import SimpleNamespace
+
+        self.polls += 1
+        if self.polls <= self.busy_polls:
+            self.used += self.burn
+        return [SimpleNamespace(name="a", cpu_used_core_s=self.used if self.known else None)]
+
+
+def test_wait_idle_returns_once_the_pods_stop_burning_cpu():
+    cluster = BusyCluster(busy_polls=3)
+    cluster.wait_idle(timeout_s=5, every_s=0.01)
+    assert cluster.polls == 4  # three busy polls, then the first one whose counter did not move
+
+
+def test_wait_idle_says_which_pods_stayed_busy():
+    with pytest.raises(TimeoutError, match="pods still busy after 0.05 s: \\['a'\\]"):
+        BusyCluster(busy_polls=10**6).wait_idle(timeout_s=0.05, every_s=0.01)

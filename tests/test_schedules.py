@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from servelab.load import schedules
-from servelab.load.schedules import Constant, Diurnal, Poisson, Ramp, Step, Trace
+from servelab.load.schedules import Constant, Diurnal, Poisson, Ramp, Random, Step, Trace, from_dict
 
 ALL = [
     Constant(500, 10),
@@ -104,3 +104,16 @@ def test_trace_from_csv(tmp_path):
 def test_bad_parameters_say_what_is_wrong(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_random_arrivals_follow_the_curve_and_round_trip():
+    step = Step(steps=[(10, 20), (10, 200)])
+    times = Random(step, seed=3).send_times()
+    low, high = (times < 10).sum(), (times >= 10).sum()
+    assert abs(low - 200) < 5 * 200 ** 0.5 and abs(high - 2000) < 5 * 2000 ** 0.5  # Poisson counts
+    gaps = np.diff(times[times >= 10])
+    assert gaps.std() == pytest.approx(gaps.mean(), rel=0.15)  # exponential gaps: spread about their mean
+    assert np.array_equal(times, Random(step, seed=3).send_times())
+    assert not np.array_equal(times[:50], Random(step, seed=4).send_times()[:50])
+    again = from_dict(Random(step, seed=3).to_dict())
+    assert again == Random(step, seed=3) and again.rate_at(15.0) == 200

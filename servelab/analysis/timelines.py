@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from servelab.analysis.findings import Finding
 from servelab.backends import base
 
 
@@ -60,3 +61,37 @@ def scaling_delays(timeline: pd.DataFrame, start_s: float, edges: list[float]) -
         "HPA scales up → new pod ready (s)": first_ready - first_up,
         "step down → HPA scales down (s)": first_down - edges[2],
     }).round(1)
+
+
+def hpa_follows_step(delays: pd.Series, sync_period_s: float, startup_s: float) -> Finding:
+    """Lab 05: the HPA scales up after the step, within what its loop allows, and its pod gets Ready.
+
+    Threshold: the first scale-up comes after the step and within two sync periods plus a second
+    (the CPU window must fill with busy samples, then a sync must run), and the new pod is Ready
+    within three times the start-up the first pod took (the busy pod shares the cores it starts on).
+    """
+    up, ready_after, _ = delays
+    limit_up = 2 * sync_period_s + 1.0
+    holds = bool(0 <= up <= limit_up and 0 < ready_after <= 3 * startup_s + 1.0)
+    return Finding("05-hpa-scales-up",
+                   "The HPA adds a pod soon after the step up, and the pod is Ready a start-up later.", holds,
+                   f"scaled up {up:.1f} s after the step (allowed: 0 to {limit_up:g} s, two syncs and a second); "
+                   f"new pod Ready {ready_after:.1f} s later (allowed: up to 3 x the {startup_s:.1f} s the first pod took)",
+                   "The step did not raise utilization above the target (the machine changed since the "
+                   "calibration: run the parameters cell with recalibrate=True), or the machine was too busy to start a pod.")
+
+
+def hpa_waits_to_scale_down(delays: pd.Series, window_s: float, sync_period_s: float) -> Finding:
+    """Lab 05: the HPA keeps its pods through the scale-down window after the step down, then removes them.
+
+    Threshold: the first scale-down comes no earlier than the window (less one sync, since the window
+    counts from the last high recommendation, which came up to a sync before the step down).
+    """
+    down = delays.iloc[2]
+    holds = bool(down >= window_s - sync_period_s)
+    return Finding("05-hpa-waits-to-scale-down",
+                   "After the step down the HPA keeps its pods for the stabilization window, then scales down.",
+                   holds, f"scaled down {down:.1f} s after the step down; window {window_s:g} s, sync {sync_period_s:g} s"
+                   if down == down else "no scale-down within the run",
+                   "Make the last step longer than the scale-down window plus two syncs, so the scale-down happens "
+                   "while the run lasts.")

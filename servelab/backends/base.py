@@ -200,6 +200,29 @@ class Cluster(abc.ABC):
                 raise TimeoutError(f"still not true after {timeout_s:g} s: {condition.__doc__ or 'see the cell'}")
             time.sleep(0.2)
 
+    def wait_idle(self, timeout_s: float = 60, busy_cores: float = 0.05, every_s: float = 0.5) -> None:
+        """Wait until no pod burns more than `busy_cores` of CPU, so one run's backlog never leaks into the next.
+
+        A pod overloaded by a run keeps working through the requests queued in it after the load
+        generator has given up on them; the next run would find it busy, and measure that. Where
+        pods' CPU counters are not known (a real cluster's metrics arrive every 15 s), this waits
+        one metrics window instead.
+        """
+        def used() -> dict[str, float | None]:
+            return {pod.name: pod.cpu_used_core_s for pod in self.pods()}
+
+        before, deadline = used(), time.monotonic() + timeout_s
+        if any(v is None for v in before.values()):
+            time.sleep(min(timeout_s, 15.0))
+            return
+        while time.monotonic() < deadline:
+            time.sleep(every_s)
+            now = used()
+            if all(now[name] - before.get(name, now[name]) <= busy_cores * every_s for name in now):
+                return
+            before = now
+        raise TimeoutError(f"pods still busy after {timeout_s:g} s: {sorted(before)}")
+
     def roll_out(self, manifest: dict, timeout_s: float = 120) -> list[str]:
         """Apply a changed Deployment and wait until only its new pods are left, all Ready.
 

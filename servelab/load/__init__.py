@@ -15,7 +15,7 @@ import importlib
 
 _EXPORTS = {
     "Constant": "schedules", "Diurnal": "schedules", "Poisson": "schedules", "Ramp": "schedules",
-    "Step": "schedules", "Trace": "schedules", "Result": "result", "run": "runner", "run_closed": "runner", "warm_up": "runner",
+    "Step": "schedules", "Random": "schedules", "Trace": "schedules", "Result": "result", "run": "runner", "run_closed": "runner", "warm_up": "runner",
     "Sweep": "sweeps", "sweep": "sweeps",
 }
 __all__ = sorted(_EXPORTS)

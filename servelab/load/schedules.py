@@ -6,7 +6,7 @@ any time (`rate_at`, for plots and the simulator) and the intended send time of 
 intended times, so a generator that falls behind cannot hide a slow server.
 
 Deterministic schedules place request k where the cumulative rate reaches k (evenly spaced at a
-constant rate); `Poisson` draws independent arrivals. All of them round-trip through
+constant rate); `Poisson` and `Random(schedule)` draw independent arrivals, as real users make them. All of them round-trip through
 `to_dict()` / `from_dict()` so a saved run records exactly what was offered.
 """
 
@@ -291,7 +291,43 @@ class Trace(Schedule):
         return {"kind": "trace", "times": list(self.times), "rates": list(self.rates), "source": self.source}
 
 
-_KINDS = {"constant": Constant, "poisson": Poisson, "step": Step, "ramp": Ramp, "diurnal": Diurnal, "trace": Trace}
+@dataclass(frozen=True)
+class Random(Schedule):
+    """The rate curve of `of`, with random arrivals: many independent users following it.
+
+    Deterministic schedules place requests evenly along the curve, which no crowd of users does:
+    evenly spaced arrivals hardly ever queue, so a test (or a simulation) on them flatters every
+    server. This draws a Poisson process whose rate follows the curve exactly: a Poisson count of
+    arrivals for the whole run, placed where the cumulative rate reaches uniformly drawn levels.
+    `Random(Constant(r, d))` is `Poisson(r, d)`.
+    """
+
+    of: Schedule
+    seed: int = 0
+    duration: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "duration", self.of.duration)
+
+    def _rate(self, t: np.ndarray) -> np.ndarray:
+        return self.of._rate(t)
+
+    def _breakpoints(self) -> np.ndarray:
+        return self.of._breakpoints()
+
+    def send_times(self, seed: int = 0) -> np.ndarray:
+        """Sorted arrival times; the schedule's `seed` and the call's are combined, as in `Poisson`."""
+        grid, cumulative = self._cumulative()
+        rng = np.random.default_rng([int(self.seed), int(seed)])
+        levels = np.sort(rng.uniform(0.0, cumulative[-1], size=rng.poisson(cumulative[-1])))
+        return _invert(grid, cumulative, levels)
+
+    def to_dict(self) -> dict:
+        return {"kind": "random", "of": self.of.to_dict(), "seed": self.seed}
+
+
+_KINDS = {"constant": Constant, "poisson": Poisson, "step": Step, "ramp": Ramp, "diurnal": Diurnal, "trace": Trace,
+          "random": Random}
 
 
 def from_dict(d: dict) -> Schedule:
@@ -304,4 +340,6 @@ def from_dict(d: dict) -> Schedule:
         params["steps"] = [tuple(s) for s in params["steps"]]
     if kind == "trace":
         params["times"], params["rates"] = tuple(params["times"]), tuple(params["rates"])
+    if kind == "random":
+        params["of"] = from_dict(params["of"])
     return _KINDS[kind](**params)

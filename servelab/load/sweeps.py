@@ -69,15 +69,19 @@ def sweep(url: str, rates: list[float], duration: float, *, arrivals: str = "poi
     arrivals (`arrivals="even"`) never do and flatter every server. `seed` makes the random
     arrivals repeatable (each rate draws its own from it). `run_options` go to
     `servelab.load.run` (protocol, body, timeout, cluster, workers, ...). Each run waits for its
-    last answer before the next starts, so runs do not overlap. A sweep longer than a few seconds
-    in all shows one progress bar per rate.
+    last answer before the next starts, so runs do not overlap; with a `cluster`, each also waits
+    until its pods are idle (`Cluster.wait_idle`), so an overloaded rate's backlog does not leak
+    into the next. A sweep longer than a few seconds in all shows one progress bar per rate.
     """
     if arrivals not in ("poisson", "even"):
         raise ValueError(f"arrivals must be 'poisson' (random, as users arrive) or 'even'; got {arrivals!r}")
     if progress is None:
         progress = duration * len(rates) >= runner.PROGRESS_MIN_S
     runs = []
+    cluster = run_options.get("cluster")
     for i, rate in enumerate(rates):
+        if cluster is not None:
+            cluster.wait_idle()
         schedule = schedules.Poisson(rate, duration, seed=seed) if arrivals == "poisson" else schedules.Constant(rate, duration)
         runs.append(runner.run(url, schedule, progress=progress, seed=i, **run_options))
     return Sweep(runs)
