@@ -91,9 +91,10 @@ def autoscaled(hpa_manifest: dict, sync_period_s: float) -> sim.Autoscaled:
     return sim.Autoscaled(hpa.HPASpec.from_manifest(hpa_manifest), sync_period_s=sync_period_s)
 
 
-def calibration_table(moderate: Result, saturated: Result, service: sim.ServiceTimes, startup_s: float) -> pd.Series:
-    """What the simulator learned from the live calibration, beside what the closed loop measured:
-    the two capacities come from different measurements, and a reader should see both."""
+def calibration_table(moderate: Result, capacity, service: sim.ServiceTimes, startup_s: float) -> pd.Series:
+    """What the simulator learned from the live calibration, beside one pod's capacity as this machine's
+    calibration measured it (`servelab.analysis.calibration.Capacity`): the two capacities come from
+    different measurements, and a reader should see both."""
     pod = service.pod or sim.PodSize()
     summary = moderate.summary()
     limit = f"{pod.cpu_limit_cores:g}" if pod.cpu_limit_cores else (pod.note or "none")
@@ -102,7 +103,7 @@ def calibration_table(moderate: Result, saturated: Result, service: sim.ServiceT
         "answer time p50 / p95 (ms)": f"{summary['p50']:.2f} / {summary['p95']:.2f}",
         "CPU per request (ms of one core)": round(float(service.busy_s.mean()) * pod.cpu_busy_cores * 1000, 3),
         "CPU limit modelled (cores)": limit,
-        "one pod's capacity, measured in a closed loop (req/s)": round(saturated.summary()["achieved_rate"], 1),
+        f"one pod's capacity within p95 <= {capacity.slo_ms:g} ms, measured (req/s)": round(capacity.rate, 1),
         "one pod's capacity, as the simulator derives it (req/s)": round(sim.capacity_rps(service), 1),
         "pod start-up, created to Ready (s)": round(startup_s, 2),
     }, name="calibration")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -142,8 +143,10 @@ def test_calibration_table_shows_both_capacities():
     traffic = schedules.Poisson(30, 20, seed=3)
     run = sim.simulate(traffic, SERVICE, policy=sim.Static(1))
     service = sim.calibrate(run)
-    table = architectures.calibration_table(run, run, service, startup_s=2.5)
+    measured = SimpleNamespace(rate=87.5, slo_ms=50)  # what the parameters cell's calibration found
+    table = architectures.calibration_table(run, measured, service, startup_s=2.5)
     assert table["pod start-up, created to Ready (s)"] == 2.5
+    assert table["one pod's capacity within p95 <= 50 ms, measured (req/s)"] == 87.5
     assert table["one pod's capacity, as the simulator derives it (req/s)"] == pytest.approx(sim.capacity_rps(service), abs=0.1)
 
 

@@ -1,16 +1,24 @@
-"""The labs run: every solution notebook top to bottom in quick mode, and a student lab up to its
-first exercise.
+"""The labs run: every solution notebook top to bottom in quick mode, a student lab up to its first
+exercise, and the labs that offer load on a matrix of machines, with their central findings asserted.
 
 Solutions run under nbval in lax mode: a cell fails the test when it raises (the notebooks assert
-their own invariants: p99 >= p50, no errors, cost > 0), and its output is compared only where the
-cell is tagged `nbval-check-output` (deterministic replies such as the lesson's curl).
-Each notebook gets its own gradebook and results folder, so a test run never touches the
-learner's own.
+their own invariants: p99 >= p50, cost > 0), and its output is compared only where the cell is
+tagged `nbval-check-output` (deterministic replies such as the lesson's curl). Each notebook gets
+its own gradebook and results folder, so a test run never touches the learner's own; the labs
+record every finding they print in that results folder, where these tests read the verdicts.
+
+The machine matrix (labs 03-06, quick mode): this machine as it is (root here, with cgroups), an
+unprivileged user (whose pods are held by a non-root rung of the CPU-limit ladder), and a machine
+about three times faster and three times slower per pod (SERVELAB_CPU_SCALE scales every pod's
+CPU limit; each lab's calibration must follow). In every cell each lab's central findings hold.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +29,27 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tools import require_tool
 
+from servelab.analysis import findings
+
 pytestmark = pytest.mark.notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 NEEDS_CURL = {"01-server.ipynb", "02-deploy.ipynb"}
-NOTEBOOK_TIMEOUT_S = 240  # quick mode aims at ~90 s; this only stops a hung kernel
+NOTEBOOK_TIMEOUT_S = 240  # quick mode aims at under a minute; this only stops a hung kernel
+LEARNER = "servelab-learner"  # the unprivileged user of the matrix (created here when we are root)
+NON_ROOT_RUNGS = {"user-scope", "userspace"}  # how a pod's CPU limit can be held without root
+# What each lab that offers load must show on every machine of the matrix.
+CENTRAL = {
+    "03-load": ["03-saturates-near-capacity", "03-open-loop-sees-stalls"],
+    "04-scale": ["04-one-pod-heavy-load", "04-many-pods-low-traffic"],
+    "05-autoscale": ["05-hpa-scales-up", "05-hpa-waits-to-scale-down", "05-one-pod-late"],
+    "06-online-batch-edge": ["06-edge-fastest", "06-batch-cheapest", "06-batching-raises-capacity",
+                             "06-batching-slows-lone-requests", "06-model-too-big-for-device", "06-big-pod-low-traffic"],
+}
 
 
-def quick_env(tmp_path: Path) -> dict[str, str]:
+def quick_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Quick mode, with a private gradebook and results folder."""
     return {
         **os.environ,
@@ -37,20 +57,75 @@ def quick_env(tmp_path: Path) -> dict[str, str]:
         "SERVELAB_GRADEBOOK": str(tmp_path / "gradebook.sqlite"),
         "SERVELAB_RESULTS": str(tmp_path / "results"),
         "SERVELAB_STUDENT": "nbval",
+        **extra,
     }
 
 
-@pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path):
-    if notebook.name in NEEDS_CURL:
-        require_tool("curl")
+def run_solution(notebook: Path, env: dict[str, str], user: str | None = None) -> None:
+    """Run one solution notebook under nbval (as `user` if given); fail with its output if a cell raised."""
     command = [
         sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
         f"--nbval-cell-timeout={NOTEBOOK_TIMEOUT_S}", "-q", "-o", "addopts=", str(notebook),
     ]
-    done = subprocess.run(command, cwd=ROOT, env=quick_env(tmp_path), capture_output=True, text=True,
-                          timeout=NOTEBOOK_TIMEOUT_S + 60)
+    if user is not None:
+        command = ["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), *command]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT_S + 60)
     assert done.returncode == 0, f"{notebook.name} failed in quick mode:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+
+
+def assert_central_findings(lab: str, results: Path, cell: str) -> None:
+    """Every central finding of `lab` was reported in this run, and holds."""
+    verdicts = findings.read(results / "findings.jsonl")
+    missing = [f for f in CENTRAL[lab] if f not in verdicts]
+    assert not missing, f"{lab} ({cell}) never reported {missing}; it reported {sorted(verdicts)}"
+    failed = [str(verdicts[f]) for f in CENTRAL[lab] if not verdicts[f].holds]
+    assert not failed, f"{lab} ({cell}) did not show its central findings:\n" + "\n".join(failed)
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path):
+    """Matrix cell (a): every lab on this machine as it is; the labs that offer load show their findings."""
+    if notebook.name in NEEDS_CURL:
+        require_tool("curl")
+    run_solution(notebook, quick_env(tmp_path))
+    if notebook.stem in CENTRAL:
+        assert_central_findings(notebook.stem, tmp_path / "results", "this machine")
+
+
+@pytest.fixture(scope="session")
+def learner() -> str:
+    """An unprivileged user to run labs as: created when we are root, skipped (with why) when we cannot."""
+    if os.geteuid() != 0:
+        pytest.skip(f"these tests already run unprivileged (uid {os.geteuid()}): matrix cell (a) is that cell")
+    for tool in ("useradd", "runuser"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} on this machine, so no second user can be made to run the labs as")
+    try:
+        pwd.getpwnam(LEARNER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", LEARNER], check=True)
+    return LEARNER
+
+
+@pytest.mark.parametrize("lab", sorted(CENTRAL))
+def test_lab_holds_for_an_unprivileged_learner(lab: str, learner: str, tmp_path: Path):
+    """Matrix cell (b): the lab as a user who cannot write cgroups; the CPU limits fall to a non-root rung."""
+    tmp_path.chmod(0o777)
+    home = Path(pwd.getpwnam(learner).pw_dir)
+    env = quick_env(tmp_path, HOME=str(home), USER=learner, LOGNAME=learner,
+                    SERVELAB_CACHE=str(home / ".cache" / "servelab" / "models"))
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner)
+    assert_central_findings(lab, tmp_path / "results", f"unprivileged user {learner}")
+    held = {json.loads(meta.read_text()).get("limits_enforced") for meta in (tmp_path / "results").rglob("meta.json")}
+    assert held and held <= NON_ROOT_RUNGS, f"the learner's saved runs say their CPU limits were held by {held}"
+
+
+@pytest.mark.parametrize("scale", ["3", "0.333"], ids=["3x-faster", "3x-slower"])
+@pytest.mark.parametrize("lab", sorted(CENTRAL))
+def test_lab_holds_on_a_faster_and_a_slower_machine(lab: str, scale: str, tmp_path: Path):
+    """Matrix cell (c): every pod's CPU limit times 3 and divided by 3; the calibration must follow."""
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", quick_env(tmp_path, SERVELAB_CPU_SCALE=scale))
+    assert_central_findings(lab, tmp_path / "results", f"SERVELAB_CPU_SCALE={scale}")
 
 
 def first_exercise(notebook: nbformat.NotebookNode) -> int:
