@@ -9,10 +9,12 @@ of that capacity (`lab.capacity(...)` in its parameters cell).
 The measurement (about 15 s in full mode, 5 s in quick mode):
 1. one pod from the lesson's Deployment, serving the lab's model, behind the Service;
 2. a closed loop of a few users keeps it busy: its CPU counter over that run gives the CPU one
-   request costs under load, so `limit / CPU per request` is the most it could serve (the CPU bound);
+   request costs under load, so `limit / CPU per request` is the most it could serve (the CPU
+   bound; or what the closed loop served, if less: one server process uses one core at most);
 3. open-loop steps with random (Poisson) arrivals, as real users arrive, from 0.6 of that bound
-   upwards by x1.15 until one misses the SLO (p95 over it, or any failure), or downwards by x0.7
-   when the first one misses. The capacity is the highest rate that met the SLO.
+   upwards by x1.25 until one misses the SLO (p95 over it, or any failure), or downwards by x0.7
+   while they miss it; then a step or two at the geometric middle of the last rate that met the SLO
+   and the first that missed it. The capacity is the highest rate that met the SLO.
 It also measures what a request costs this machine in all: the pod, the Service's forwarding and
 the load generator, each from its own CPU counter (not the machine's busy time, which other
 programs share). That says how much traffic this machine can push at all, and so how many pods an
@@ -35,7 +37,7 @@ import pandas as pd
 from servelab.analysis.machine import usable_cores
 
 FIRST_FRACTION = 0.6  # of the CPU bound: the first open-loop step
-STEP_UP, STEP_DOWN = 1.15, 0.7
+STEP_UP, STEP_DOWN = 1.25, 0.7
 MAX_STEPS = 8
 CLOSED_USERS = 4
 MACHINE_HEADROOM = 0.85  # of the usable cores an experiment may plan to use; the rest is the notebook's
@@ -49,10 +51,13 @@ class Sizes:
     warm_s: float
     closed_s: float
     step_s: float
+    refine: int  # steps spent narrowing the bracket once the SLO is crossed
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
-        return cls(warm_s=0.5, closed_s=1.0, step_s=1.0) if quick else cls(warm_s=1.0, closed_s=1.5, step_s=1.5)
+        if quick:
+            return cls(warm_s=0.5, closed_s=1.0, step_s=1.0, refine=1)
+        return cls(warm_s=1.0, closed_s=1.5, step_s=1.5, refine=2)
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,10 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
     cpu_ms = 1000 * (_pod_cpu_s(cluster) - before) / max(1, closed.summary()["ok"])
     meta = cluster.run_metadata()
     limit = meta.get("cpu_limit_cores")
-    bound = (limit or 1.0) / (cpu_ms / 1000) if cpu_ms > 0 else closed.summary()["achieved_rate"]
+    # The CPU limit's bound, or what the closed loop got out of the pod if less (a single-threaded
+    # server uses one core at most, whatever its limit).
+    served = closed.summary()["achieved_rate"]
+    bound = min((limit or 1.0) / (cpu_ms / 1000), served) if cpu_ms > 0 else served
     steps = _steps(cluster, url, bound, slo_ms, sizes, progress)
     met = steps[steps.met]
     if met.empty:
@@ -166,37 +174,44 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
 
 
 def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:
-    """Open-loop Poisson steps, up by STEP_UP while they meet the SLO, down by STEP_DOWN until one does."""
+    """Open-loop Poisson steps until the SLO is bracketed (up by STEP_UP while steps meet it, down by
+    STEP_DOWN while they miss it), then `sizes.refine` steps at the geometric middle of the bracket."""
     from tqdm.auto import tqdm
 
-    from servelab import load
-
-    rows, rate, direction = [], FIRST_FRACTION * bound, 0
-    bar = tqdm(total=MAX_STEPS, desc="calibrating", disable=not progress, leave=False,
-               bar_format="{desc}: step {n_fmt} {postfix}")
+    rows: list[dict] = []
+    bar = tqdm(desc="calibrating", disable=not progress, leave=False, bar_format="{desc}: step {n_fmt} {postfix}")
     try:
-        for _ in range(MAX_STEPS):
+        rate, refined = FIRST_FRACTION * bound, 0
+        while len(rows) < MAX_STEPS and refined <= sizes.refine:
             bar.set_postfix_str(f"{rate:.0f} req/s")
-            pod_before, service_before = _pod_cpu_s(cluster), cluster.service_cpu_s() or 0.0
-            run = load.run(url, load.Poisson(rate, sizes.step_s), progress=False, seed=len(rows))
-            summary = run.summary()
-            met = summary["errors"] == 0 and summary["p95"] <= slo_ms
-            per_request = 1000 / max(1, summary["ok"])
-            rows.append({"rate": rate, "p95": summary["p95"], "errors": summary["errors"], "ok": summary["ok"],
-                         "met": met, "pod_cpu_ms": (_pod_cpu_s(cluster) - pod_before) * per_request,
-                         "service_cpu_ms": ((cluster.service_cpu_s() or 0.0) - service_before) * per_request,
-                         "generator_cpu_ms": summary["client_cpu"] * run.duration_s * per_request})
+            rows.append(_step(cluster, url, rate, slo_ms, sizes.step_s, seed=len(rows)))
             bar.update()
-            if direction == 0:
-                direction = 1 if met else -1
-            if (direction > 0 and not met) or (direction < 0 and met):
-                break
-            rate *= STEP_UP if direction > 0 else STEP_DOWN
-            if not met:
-                load.run(url, load.Constant(1, 1.0), progress=False)  # let the queue of a missed step drain
+            met = [r["rate"] for r in rows if r["met"]]
+            missed = [r["rate"] for r in rows if not r["met"]]
+            if met and missed and min(missed) > max(met):
+                refined += 1
+                rate = (max(met) * min(missed)) ** 0.5
+            else:
+                rate *= STEP_UP if rows[-1]["met"] else STEP_DOWN
     finally:
         bar.close()
     return pd.DataFrame(rows)
+
+
+def _step(cluster, url: str, rate: float, slo_ms: float, seconds: float, seed: int) -> dict:
+    """One open-loop Poisson step at `rate`: its p95 and failures, and what a request cost each process."""
+    from servelab import load
+
+    cluster.wait_idle()  # a missed step's backlog must not land in this one
+    pod_before, service_before = _pod_cpu_s(cluster), cluster.service_cpu_s() or 0.0
+    run = load.run(url, load.Poisson(rate, seconds), progress=False, seed=seed)
+    summary = run.summary()
+    per_request = 1000 / max(1, summary["ok"])
+    return {"rate": rate, "p95": summary["p95"], "errors": summary["errors"], "ok": summary["ok"],
+            "met": bool(summary["errors"] == 0 and summary["p95"] <= slo_ms),
+            "pod_cpu_ms": (_pod_cpu_s(cluster) - pod_before) * per_request,
+            "service_cpu_ms": ((cluster.service_cpu_s() or 0.0) - service_before) * per_request,
+            "generator_cpu_ms": summary["client_cpu"] * run.duration_s * per_request}
 
 
 def _pod_cpu_s(cluster) -> float:
