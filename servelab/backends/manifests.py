@@ -93,9 +93,9 @@ def quantity(value: str | int | float, field: str = "quantity") -> Decimal:
         raise InvalidManifest(f"{field}: {_show(value)} is not a quantity "
                               "(write e.g. 500m or 0.5 for CPU, 256Mi or 1Gi for memory)")
     number, suffix = Decimal(match.group(1)), match.group(2)
-    if suffix and suffix[0] in "eE":
-        return number.scaleb(int(suffix[1:]))
-    return number * _SUFFIX[suffix]
+    if suffix in _SUFFIX:
+        return number * _SUFFIX[suffix]
+    return number.scaleb(int(suffix[1:]))  # a decimal exponent: 1e3
 
 
 def cpu_cores(value: str | int | float | None, field: str = "cpu") -> float | None:
