@@ -87,8 +87,9 @@ class Report:
             f"{s.answered_by} pods answered, {s.answered_at_end} in the last sixth of the run "
             f"({s.failed_before} failed before the scale-down; attempt {s.attempts})",
             f"kill -9 of 1 of {k.replicas} pods at {k.rate_rps:.0f} req/s ({k.rate_rps / k.capacity_rps:.0%} of the "
-            f"{k.capacity_rps:.0f} req/s served closed-loop): {k.lost} lost of {k.requests}; {k.in_flight} in flight over the Service at the "
-            f"kill; lost: {k.lost_cut_off_by_pod} cut off by the killed pod, {k.lost_sent_after} sent after the kill "
+            f"{k.capacity_rps:.0f} req/s served closed-loop): {k.lost} lost of {k.requests}; "
+            f"{k.in_flight} in flight over the Service at the kill; lost: {k.lost_cut_off_by_pod} cut off by the "
+            f"killed pod, {k.lost_sent_after} sent after the kill "
             f"({k.failed_before} failed before the kill; attempt {k.attempts})",
             f"  back: container restarted {k.restarted_s:.2f} s after the kill (back-off {k.backoff_s:g} s), Ready "
             f"after {k.ready_s:.2f} s (its first start took {k.first_start_s:.2f} s from running to Ready)",

@@ -18,7 +18,8 @@ import pytest
 from servelab.backends.local.node import MAX_PODS, Allocatable, allocatable
 
 GIB = 2**30
-PRINT_NODE = "from servelab.backends.local.node import allocatable; n = allocatable(); print(n.cpu_cores, n.memory_bytes, n.cpu_source, n.memory_source, sep='|')"
+PRINT_NODE = ("from servelab.backends.local.node import allocatable; n = allocatable(); "
+              "print(n.cpu_cores, n.memory_bytes, n.cpu_source, n.memory_source, sep='|')")
 
 
 def test_this_machine_as_a_node():

@@ -51,7 +51,7 @@ class PodInfo:
     last_restart_age_s: float | None = None  # for kubectl's "RESTARTS  1 (5s ago)"
     labels: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # local backend only
-    pending_reason: str | None = None  # why it is not scheduled, as the scheduler says it ("0/1 nodes are available: ...")
+    pending_reason: str | None = None  # why it is not scheduled, in the scheduler's words ("0/1 nodes are ...")
 
 
 @dataclass

@@ -166,7 +166,9 @@ def describe_pod(pod: PodInfo, container: str, image: str | None, events: Sequen
     lines += [f"  {container}:"] + _fields([("Image", image or "<none>"), *state], indent=4)
     for title, cpu, memory in (("Limits", pod.cpu_limit_cores, pod.memory_limit_gib),
                                ("Requests", pod.cpu_request_cores, pod.memory_request_gib)):
-        values = ([("cpu", cpu_quantity(cpu))] if cpu else []) + ([("memory", memory_quantity(memory))] if memory else [])
+        values = [(name, text) for name, amount, text in (("cpu", cpu, cpu and cpu_quantity(cpu)),
+                                                            ("memory", memory, memory and memory_quantity(memory)))
+                  if amount]
         if values:
             lines += [f"    {title}:"] + _fields(values, indent=6)
     conditions = [("PodScheduled", str(scheduled))] + ([("Ready", str(pod.ready))] if scheduled else [])

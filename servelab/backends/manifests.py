@@ -189,7 +189,8 @@ def _value_problems(doc: dict) -> list[str]:
             problems.append(f"spec.{field}: Invalid value: {value}: must be less than or equal to {INT32_MAX}")
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     for i, container in enumerate(pod_spec.get("containers") or []):
-        problems += _resource_problems(container.get("resources") or {}, f"spec.template.spec.containers[{i}].resources")
+        path = f"spec.template.spec.containers[{i}].resources"
+        problems += _resource_problems(container.get("resources") or {}, path)
     return problems
 
 

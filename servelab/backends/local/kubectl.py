@@ -16,7 +16,8 @@ from servelab.backends import kubectl_format as fmt
 from servelab.backends.local.manifests import kind_of
 
 USAGE = ("apply -f FILE | delete -f FILE | delete KIND NAME | get pods|deployment|svc|hpa [NAME] [-l k=v] | "
-         "describe pod [NAME] [-l k=v] | scale deployment NAME --replicas=N | autoscale deployment NAME --cpu-percent=P --min=A --max=B | "
+         "describe pod [NAME] [-l k=v] | scale deployment NAME --replicas=N | "
+         "autoscale deployment NAME --cpu-percent=P --min=A --max=B | "
          "rollout status deployment/NAME | top pods | logs POD [--tail=N]")
 
 
