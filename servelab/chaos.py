@@ -6,15 +6,14 @@ pods busy), both with the pods it starts with and with those left after the even
 less: the rate is this machine's, near capacity, not a trickle, and what is left can carry it
 (beyond that, overloaded pods fail their readiness probes and the Service empties). On a machine
 with few cores, more pods can serve less than fewer: they share the same cores with the Service
-and the load generator.
+and the load generator. A run whose requests fail before the event is measured and run again.
 
-- scale-down, 4 -> 1 replicas mid-run, at `fraction` of one replica's capacity: the Service stops
-  routing to a pod before the pod is told to stop, and the pod finishes what it holds, so no
-  request may be lost.
-- kill -9 of one of 4 pods mid-run, at `fraction` of three replicas' capacity: only requests that
-  pod held at that instant may be lost (each failed request must be one the Service reports cut
-  off by that pod, and sent before the kill); the kubelet restarts the container (at once for a
-  first crash) and the pod is Ready again after its usual start-up.
+- scale-down, 4 -> 1 replicas mid-run: the Service stops routing to a pod before the pod is told
+  to stop, and the pod finishes what it holds, so no request may be lost.
+- kill -9 of one of 4 pods mid-run: only requests that
+  pod held while it died may be lost (each failed request must be one the Service reports cut off
+  by that pod, and sent before its process was gone); the kubelet restarts the container (at once
+  for a first crash) and the pod is Ready again after its usual start-up.
 
     from servelab import chaos
     report = chaos.run(cluster)   # the Deployment and Service applied
@@ -62,10 +61,11 @@ class Kill:
     replicas: int
     pod: str
     requests: int
-    in_flight: int  # requests sent before the kill and not answered yet, over the whole Service
+    died_ms: float  # from the signal to the pod's process seen gone (its exit, as the kubelet sees it)
+    in_flight: int  # requests over the whole Service sent before the pod was gone and unanswered at the kill
     lost: int  # requests that failed
     lost_cut_off_by_pod: int  # failures the Service reported as cut off by the killed pod
-    lost_sent_after: int  # failures of requests sent after the kill (the Service should route around it)
+    lost_sent_after: int  # failures of requests sent after the pod was gone (the Service should route around it)
     backoff_s: float  # the restart delay the kubelet applied (0 for a first crash)
     restarted_s: float  # kill -> its container running again
     ready_s: float  # kill -> Ready again
@@ -88,8 +88,8 @@ class Report:
             f"({s.failed_before} failed before the scale-down; attempt {s.attempts})",
             f"kill -9 of 1 of {k.replicas} pods at {k.rate_rps:.0f} req/s ({k.rate_rps / k.capacity_rps:.0%} of the "
             f"{k.capacity_rps:.0f} req/s served closed-loop): {k.lost} lost of {k.requests}; "
-            f"{k.in_flight} in flight over the Service at the kill; lost: {k.lost_cut_off_by_pod} cut off by the "
-            f"killed pod, {k.lost_sent_after} sent after the kill "
+            f"{k.in_flight} in flight over the Service while it died ({k.died_ms:.0f} ms); lost: "
+            f"{k.lost_cut_off_by_pod} cut off by the killed pod, {k.lost_sent_after} sent after it was gone "
             f"({k.failed_before} failed before the kill; attempt {k.attempts})",
             f"  back: container restarted {k.restarted_s:.2f} s after the kill (back-off {k.backoff_s:g} s), Ready "
             f"after {k.ready_s:.2f} s (its first start took {k.first_start_s:.2f} s from running to Ready)",
@@ -184,10 +184,14 @@ def kill(cluster: base.Cluster, replicas: int = 4, fraction: float = FRACTION, d
     events = [e for e in cluster.events() if e.object == f"pod/{victim.name}"]
     after = [e for e in events if e.unix_s >= killed_unix]
     before = [e for e in events if e.unix_s < killed_unix]
+    # A process takes a moment to die after SIGKILL, and the Service routes to it until then: a
+    # request sent in between is one the pod held as much as one sent before the signal.
+    gone_s = _first(after, base.POD_EXITED).unix_s - result.meta["clock_unix_s"]
     return Kill(
         capacity_rps=left, rate_rps=fraction * left, replicas=replicas, pod=victim.name, requests=len(frame),
-        in_flight=int(((frame.sent_s <= at_s) & (frame.sent_s + frame.service_s > at_s)).sum()),
-        lost=len(failed), lost_cut_off_by_pod=int(cut_off.sum()), lost_sent_after=int((failed.sent_s > at_s).sum()),
+        died_ms=(gone_s - at_s) * 1000,
+        in_flight=int(((frame.sent_s <= gone_s) & (frame.sent_s + frame.service_s > at_s)).sum()),
+        lost=len(failed), lost_cut_off_by_pod=int(cut_off.sum()), lost_sent_after=int((failed.sent_s > gone_s).sum()),
         backoff_s=float(_first(after, base.POD_RESTARTED).data.get("backoff_s", 0.0)),
         restarted_s=_first(after, base.POD_RUNNING).unix_s - killed_unix,
         ready_s=_first(after, base.POD_READY).unix_s - killed_unix,

@@ -2,7 +2,7 @@
 
 `servelab.chaos` measures the rate (a closed loop), then kills one of four pods and scales four
 to one, each under open-loop load. The bounds are behaviour, not speed: a scale-down loses
-nothing; a kill loses only requests the killed pod held at that instant; the pod comes back
+nothing; a kill loses only requests the killed pod held while it died; the pod comes back
 after its restart back-off and a start-up like its first. The figures are printed by
 `python -m bench chaos`.
 """
@@ -52,7 +52,7 @@ def test_a_kill_loses_only_what_the_pod_held_and_the_pod_comes_back(report):
     k = report.kill
     assert k.failed_before == 0, f"the machine was too busy for the rate in {k.attempts} attempts: {k}"
     assert k.lost <= k.in_flight, k
-    assert k.lost_sent_after == 0, "requests sent after the kill went to the other pods"
+    assert k.lost_sent_after == 0, "requests sent once the pod was gone went to the other pods"
     assert k.lost == k.lost_cut_off_by_pod, "every lost request is one the Service saw cut off by the killed pod"
     assert k.restarted_s <= k.backoff_s + 2.0, k
     assert k.ready_s <= k.backoff_s + 3 * k.first_start_s + 5.0, k
