@@ -284,3 +284,20 @@ def test_an_hpa_asking_for_more_than_fits_leaves_the_extra_pods_pending():
         decisions = [e for e in c.events() if e.kind == "hpa-decision"]
         # With no CPU metrics yet the HPA holds at its minimum; a Pending pod never raises it further.
         assert all(e.data["desired"] == 3 for e in decisions[1:]), [e.message for e in decisions]
+
+
+def test_a_rollout_on_a_full_machine_makes_room_one_old_pod_at_a_time():
+    old = deployment(replicas=2)
+    old["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+    new = deployment(replicas=2, cpu_limit="1")
+    new["spec"]["strategy"] = old["spec"]["strategy"]
+    with LocalCluster(service_port=0, node=node(1.0)) as c:
+        c.apply(old)
+        c.wait_ready(NAME, timeout=60)
+        before = {p.name for p in c.pods()}
+        c.apply(new)  # two new pods, no room for either: one old pod goes (maxUnavailable 1) to make some
+        pods = c.pods()
+        assert sum(p.status == "Terminating" for p in pods) == 1 and sum(p.status == "Pending" for p in pods) == 2
+        c.wait_ready(NAME, timeout=90)
+        wait_for(lambda: not {p.name for p in c.pods()} & before, 30, "the old pods to be gone")
+        assert all(p.cpu_limit_cores == 1.0 and p.ready for p in c.pods())
