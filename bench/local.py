@@ -10,17 +10,21 @@
   annotation added, which should be ROUND_TRIP_MS and a little more (timers count whole ms).
 - Ready: seconds from `apply` of the 1-replica deployment to 1/1 Ready (target 5 s), and from
   `kill -9` of a pod to its restarted container being Ready (target 5 s).
+- Checking manifests: what `apply` spends validating the Deployment, Service and HPA before it
+  creates anything, in a fresh process (the first check imports the schema library) and after.
 
     .venv/bin/python -m bench local     (part of `make bench`)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,6 +99,29 @@ def time_to_ready() -> tuple[float, float]:
         return to_ready, time.monotonic() - started
 
 
+CHECK_TIMES = f"""
+import json, time
+started = time.perf_counter()
+from servelab.backends.manifests import check, load_documents
+docs = load_documents([{str(DEPLOYMENT)!r}, {str(SERVICE)!r}, {str(ROOT / "cluster" / "model-serving-hpa.yaml")!r}])
+check(docs)
+first = time.perf_counter() - started
+times = []
+for _ in range(20):
+    started = time.perf_counter()
+    check(docs)
+    times.append(time.perf_counter() - started)
+print(json.dumps([first, sorted(times)[10]]))
+"""
+
+
+def check_times() -> tuple[float, float]:
+    """(first check of the kit's 3 manifests in a fresh process, median of the next 20), in seconds."""
+    out = subprocess.run([sys.executable, "-c", CHECK_TIMES], capture_output=True, text=True, check=True).stdout
+    first, later = json.loads(out)
+    return first, later
+
+
 def main() -> None:
     if shutil.which("hey") is None:
         print("bench/local.py: hey is not installed (apt-get install hey); skipped")
@@ -117,6 +144,9 @@ def main() -> None:
         os.unlink(f.name)
     to_ready, restart = time_to_ready()
     print(f"apply -> 1/1 Ready: {to_ready:.1f} s (target 5 s); kill -9 -> restarted pod Ready: {restart:.1f} s (target 5 s)")
+    first, later = check_times()
+    print(f"checking the Deployment, Service and HPA before apply: {first:.2f} s the first time in a process "
+          f"(the schema library's import), then {later * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from servelab.backends.manifests import ROOT, container
+from servelab import repo
+from servelab.backends.manifests import container
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """
@@ -97,7 +98,7 @@ def _finish(process: subprocess.Popen, group) -> tuple[str, float]:
 
 def batch_job(*, model: str, rows: int, batch_size: int) -> dict:
     """The batch Job manifest (cluster/batch-scoring-job.yaml), scoring `rows` synthetic rows with `model`."""
-    manifest = yaml.safe_load((ROOT / BATCH_JOB_FILE).read_text())
+    manifest = yaml.safe_load(repo.path(BATCH_JOB_FILE).read_text())
     args = container(manifest)["args"]
     for flag, value in (("--model", model), ("--rows", rows), ("--batch-size", batch_size)):
         args[args.index(flag) + 1] = str(value)

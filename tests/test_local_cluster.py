@@ -1,7 +1,11 @@
-"""The embedded cluster does what the lesson's kubectl commands show on a real one (issue 4, Must show 1-3).
+"""The embedded cluster does what the lesson's kubectl commands show on a real one (issue 4, Must show 1-3),
+and, like one, refuses invalid manifests before creating anything and leaves pods Pending when
+this machine has no room for their requests (issue 12, item 4).
 
-One cluster serves this module's tests (each test first sets the replica count it needs), on a
-free port, never 8501.
+One cluster serves most of this module's tests (each test first sets the replica count it
+needs), on a free port, never 8501. Its node holds the five pods the lesson scales to whatever
+this machine's cores (those tests are about kubectl's behaviour); scheduling is tested on nodes
+of a given size and on this machine's own.
 """
 
 from __future__ import annotations
@@ -13,16 +17,26 @@ import signal
 
 import pytest
 
-from local_fixtures import DEPLOYMENT, SERVICE, OpenLoad, deployment, failures, wait_for
-from servelab.backends.local import LocalCluster, PortInUseError
+from local_fixtures import DEPLOYMENT, HPA, SERVICE, OpenLoad, deployment, failures, manifest, wait_for
+from servelab.backends.local import LocalCluster, PortInUseError, Unschedulable, allocatable
+from servelab.backends.local.node import Allocatable
+from servelab.backends.manifests import InvalidManifest
 
 NAME = "model-serving-deployment"
 POD_NAME = re.compile(rf"^{NAME}-[bcdfghjklmnpqrstvwxz2456789]+-[bcdfghjklmnpqrstvwxz2456789]{{5}}$")
 
 
+GIB = 2**30
+
+
+def node(cpu: float) -> Allocatable:
+    """A node with `cpu` cores and plenty of memory."""
+    return Allocatable(cpu, 64 * GIB, cpu_source="test", memory_source="test")
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(service_port=0) as c:
+    with LocalCluster(service_port=0, node=node(max(2.5, allocatable().cpu_cores))) as c:
         yield c
 
 
@@ -179,3 +193,111 @@ def test_autoscale_rollout_delete_and_metadata():
         timeline = c.timeline()
         assert {"pod-created", "pod-running", "pod-ready", "pod-terminating", "pod-gone"} <= set(timeline["kind"])
         assert timeline["t_s"].is_monotonic_increasing
+
+
+def server_processes() -> list:
+    import psutil
+
+    return [c for c in psutil.Process().children(recursive=True) if "servelab.cli" in " ".join(c.cmdline())]
+
+
+def test_invalid_manifests_are_refused_before_anything_is_created(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here yet\n")
+    with LocalCluster(service_port=0) as c:
+        assert c.node == allocatable()
+        refused = {
+            "replicas: -3": (deployment(replicas=-3),
+                             r"spec\.replicas: Invalid value: -3: must be greater than or equal to 0"),
+            "replicas: many": (deployment(replicas="many"),
+                               r'spec\.replicas: Invalid value: "many": must be a whole number'),
+            "replicas: 1.5": (deployment(replicas=1.5), r"spec\.replicas: Invalid value: 1\.5: must be a whole number"),
+            "cpu: abc": (deployment(cpu_limit="abc"),
+                         r'spec\.template\.spec\.containers\[0\]\.resources\.limits\.cpu: "abc" is not a quantity'),
+            "replicas: 1000": (deployment(replicas=1000),
+                               r"spec\.replicas: Invalid value: 1000: the local cluster is one node, which runs at "
+                               r"most 110 pods .* room for \d+ pods"),
+        }
+        for what, (bad, message) in refused.items():
+            with pytest.raises(InvalidManifest, match=message):
+                c.apply([manifest(SERVICE), bad])  # the valid Service first: it must not be created either
+            assert c.services() == [] and c.deployments() == [] and c.pods() == [], what
+        with pytest.raises(InvalidManifest, match=rf"no objects in {re.escape(str(empty))}: it is empty"):
+            c.kubectl(f"apply -f {empty}")
+        c.apply(deployment(replicas=0))
+        with pytest.raises(InvalidManifest, match="spec.replicas: Invalid value: -1: must be greater than or equal"):
+            c.kubectl(f"scale deployment {NAME} --replicas=-1")
+        with pytest.raises(InvalidManifest, match="at most 110 pods"):
+            c.scale(NAME, 1000)
+        assert c.pods() == [] and server_processes() == []
+
+
+def test_pods_that_do_not_fit_stay_pending_and_start_when_room_appears():
+    with LocalCluster(service_port=0, node=node(1.0)) as c:
+        c.apply([manifest(SERVICE), deployment(replicas=c.node.pods)])
+        pods = c.pods()  # apply returned without waiting for any pod: two start, the others wait
+        running = [p for p in pods if p.status != "Pending"]
+        waiting = {p.name for p in pods if p.status == "Pending"}
+        created = [e.object.removeprefix("pod/") for e in c.events() if e.kind == "pod-created"]
+        pending = [next(p for p in pods if p.name == name) for name in created if name in waiting]  # oldest first
+        assert (len(running), len(pending)) == (2, 108), "1 CPU holds two pods requesting 0.5 CPU"
+        assert len(server_processes()) == 2, "a Pending pod runs no process"
+        assert all(p.pending_reason == "0/1 nodes are available: 1 Insufficient cpu." for p in pending)
+        assert all(p.url is None for p in pending)
+        rows = [line.split() for line in c.kubectl("get pods").splitlines()[1:]]
+        assert sum(row[1:4] == ["0/1", "Pending", "0"] for row in rows) == 108
+        described = c.kubectl(f"describe pod {pending[0].name}")
+        assert re.search(r"Status:\s+Pending", described) and re.search(r"Node:\s+<none>", described)
+        assert re.search(r"PodScheduled\s+False", described)
+        assert re.search(r"Warning\s+FailedScheduling\s+\d+s\s+default-scheduler\s+0/1 nodes are available: "
+                         r"1 Insufficient cpu\.", described)
+        with pytest.raises(Unschedulable, match=r"108 of its 110 pods are Pending: 0/1 nodes are available: 1 "
+                                                r"Insufficient cpu\. This machine holds 2 pods requesting 0\.5 CPU"):
+            c.wait_ready(NAME, timeout=60)
+        assert {p["name"] for p in c.run_metadata()["pods"]} <= {p.name for p in running}, "Pending pods cost nothing"
+
+        # Room appears when a pod is gone: the oldest Pending pod starts; the replacement waits behind it.
+        c.kubectl(f"delete pod {running[0].name}")
+        wait_for(lambda: any(p.name == pending[0].name and p.ready for p in c.pods()), 60,
+                 "the oldest Pending pod to be scheduled and Ready")
+        # A scale-down removes Pending pods first, as the ReplicaSet controller does.
+        c.scale(NAME, 2)
+        assert {p.name for p in c.pods() if p.status != "Terminating"} == {running[1].name, pending[0].name}
+        c.wait_ready(NAME, timeout=60)
+        kinds = [e.kind for e in c.events() if e.object == f"pod/{pending[0].name}"]
+        assert kinds[:3] == ["pod-created", "pod-unschedulable", "pod-running"]
+
+
+def test_an_hpa_asking_for_more_than_fits_leaves_the_extra_pods_pending():
+    hpa = manifest(HPA)
+    hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"] = 3, 4
+    with LocalCluster(service_port=0, node=node(1.0), sync_period_s=0.5) as c:
+        c.apply([deployment(replicas=1), hpa])
+        wait_for(lambda: c.deployments()[0].replicas == 3, 20, "the HPA to raise the replicas to its minimum")
+        wait_for(lambda: sum(p.ready for p in c.pods()) == 2, 60, "the two pods that fit to be Ready")
+        syncs = len([e for e in c.events() if e.kind == "hpa-decision"])
+        wait_for(lambda: len([e for e in c.events() if e.kind == "hpa-decision"]) >= syncs + 3, 20, "more HPA syncs")
+        (pending,) = [p for p in c.pods() if p.status == "Pending"]
+        assert pending.pending_reason == "0/1 nodes are available: 1 Insufficient cpu."
+        header, row = c.kubectl("get hpa").splitlines()
+        assert row.split()[4:7] == ["3", "4", "3"], "MINPODS MAXPODS REPLICAS: the Pending pod counts"
+        decisions = [e for e in c.events() if e.kind == "hpa-decision"]
+        # With no CPU metrics yet the HPA holds at its minimum; a Pending pod never raises it further.
+        assert all(e.data["desired"] == 3 for e in decisions[1:]), [e.message for e in decisions]
+
+
+def test_a_rollout_on_a_full_machine_makes_room_one_old_pod_at_a_time():
+    old = deployment(replicas=2)
+    old["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+    new = deployment(replicas=2, cpu_limit="1")
+    new["spec"]["strategy"] = old["spec"]["strategy"]
+    with LocalCluster(service_port=0, node=node(1.0)) as c:
+        c.apply(old)
+        c.wait_ready(NAME, timeout=60)
+        before = {p.name for p in c.pods()}
+        c.apply(new)  # two new pods, no room for either: one old pod goes (maxUnavailable 1) to make some
+        pods = c.pods()
+        assert sum(p.status == "Terminating" for p in pods) == 1 and sum(p.status == "Pending" for p in pods) == 2
+        c.wait_ready(NAME, timeout=90)
+        wait_for(lambda: not {p.name for p in c.pods()} & before, 30, "the old pods to be gone")
+        assert all(p.cpu_limit_cores == 1.0 and p.ready for p in c.pods())

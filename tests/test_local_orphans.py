@@ -1,7 +1,8 @@
 """Killing the Python process that owns a local cluster leaves nothing behind (issue 4, Must show 6).
 
 A Jupyter kernel can be killed outright (kernel restart, OOM, kill -9): no cleanup code runs, so
-pods, the Service proxy and the watchdog must die on their own.
+pods, the Service proxy and the watchdog must die on their own. The owner's node holds two of the
+three pods it asks for: the third stays Pending and runs no process, before or after.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from local_fixtures import DEPLOYMENT, SERVICE, wait_for
 OWNER = textwrap.dedent(f"""
     import time
     from servelab.backends.local import LocalCluster
-    cluster = LocalCluster(service_port=0)
+    from servelab.backends.local.node import Allocatable
+    cluster = LocalCluster(service_port=0, node=Allocatable(1.0, 2**33))
     cluster.apply({str(DEPLOYMENT)!r})
     cluster.apply({str(SERVICE)!r})
-    cluster.scale("model-serving-deployment", 2)
-    cluster.wait_ready("model-serving-deployment", timeout=60)
-    print("ready", flush=True)
+    cluster.scale("model-serving-deployment", 3)
+    while sum(p.ready for p in cluster.pods()) < 2:
+        time.sleep(0.1)
+    print("ready", [p.status for p in cluster.pods()].count("Pending"), flush=True)
     time.sleep(300)
 """)
 
@@ -33,7 +36,7 @@ def test_sigkill_of_the_owner_leaves_no_process_behind():
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
     children: list[psutil.Process] = []
     try:
-        assert owner.stdout.readline().strip() == "ready"
+        assert owner.stdout.readline().strip() == "ready 1"
         children = psutil.Process(owner.pid).children(recursive=True)
         commands = [" ".join(c.cmdline()) for c in children]
         assert sum("servelab.cli serve" in c for c in commands) == 2, commands

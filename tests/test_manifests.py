@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from servelab import doctor
+from servelab.backends import manifests
 from servelab.backends.manifests import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,12 @@ def test_the_kit_has_every_manifest_the_issue_names():
 def test_manifest_is_valid_in_strict_mode(name, version):
     for doc in documents(name):
         kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_local_backend_checks_manifests_against_a_version_the_kit_is_validated_for():
+    assert manifests.KUBERNETES_VERSION in KUBERNETES_VERSIONS
+    for name in MANIFESTS:
+        manifests.check(documents(name))
 
 
 def test_strict_validation_rejects_an_unknown_field():

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from servelab.analysis.machine import usable_cores
+from servelab.backends.local.node import allocatable
 
 FIRST_FRACTION = 0.6  # of the CPU bound: the first open-loop step
 STEP_UP, STEP_DOWN = 1.25, 0.7
@@ -77,7 +77,7 @@ class Capacity:
     cpu_request: float  # the pod's CPU request (cores): what a scheduler places it by
     limits: str | bool  # how the limit was held ("cgroup-v1", "userspace", ...), or False
     limits_note: str
-    cores: float  # this machine's usable cores (affinity and any CPU quota of our own cgroup)
+    cores: float  # this machine's usable cores, as the local cluster's node counts them
     backend: str
     seconds: float  # how long the calibration took
     steps: pd.DataFrame = field(repr=False, compare=False)  # one row per open-loop step
@@ -170,7 +170,7 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
         model=model, slo_ms=slo_ms, rate=float(best.rate), cpu_ms=float(best.pod_cpu_ms),
         machine_cpu_ms=float((best.pod_cpu_ms + best.service_cpu_ms + best.generator_cpu_ms)),
         cpu_limit=limit, cpu_request=meta.get("cpu_request_cores") or limit or 0.0, limits=meta.get("limits_enforced", False), limits_note=meta.get("limits_note", ""),
-        cores=usable_cores(), backend=cluster.backend, seconds=0.0, steps=steps)
+        cores=allocatable().cpu_cores, backend=cluster.backend, seconds=0.0, steps=steps)
 
 
 def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 
 # Event kinds of the timeline (Event.kind). Both backends emit these names and no others.
 POD_CREATED = "pod-created"  # a pod object exists (Pending)
+POD_UNSCHEDULABLE = "pod-unschedulable"  # no node has room for its requests: it stays Pending (message: why)
 POD_RUNNING = "pod-running"  # its container started (Running, not yet Ready)
 POD_READY = "pod-ready"  # readiness probe passed: the Service routes to it
 POD_NOT_READY = "pod-not-ready"  # readiness lost while running: the Service stops routing to it
@@ -25,7 +26,7 @@ POD_GONE = "pod-gone"  # the pod no longer exists
 SCALED = "scaled"  # a deployment's desired replicas changed (data: old, new, by)
 HPA_DECISION = "hpa-decision"  # one HPA sync (data: utilization_pct, target_pct, current, desired, ...)
 EVENT_KINDS = (
-    POD_CREATED, POD_RUNNING, POD_READY, POD_NOT_READY, POD_EXITED, POD_RESTARTED,
+    POD_CREATED, POD_UNSCHEDULABLE, POD_RUNNING, POD_READY, POD_NOT_READY, POD_EXITED, POD_RESTARTED,
     POD_TERMINATING, POD_GONE, SCALED, HPA_DECISION,
 )
 
@@ -52,6 +53,7 @@ class PodInfo:
     last_restart_age_s: float | None = None  # for kubectl's "RESTARTS  1 (5s ago)"
     labels: dict[str, str] = field(default_factory=dict)
     pid: int | None = None  # local backend only
+    pending_reason: str | None = None  # why it is not scheduled, in the scheduler's words ("0/1 nodes are ...")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from servelab.backends import base
 from servelab.backends.base import DeploymentInfo, HPAInfo, PodInfo, ServiceInfo
 
 _MIN_WIDTH = 6
@@ -102,3 +103,84 @@ def hpas_table(hpas: Sequence[HPAInfo]) -> str:
         for h in hpas
     ]
     return table(("NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"), rows)
+
+
+# Timeline events as `kubectl describe` lists them: (type, reason, from) per kind; other kinds are not shown.
+_DESCRIBED = {
+    base.POD_UNSCHEDULABLE: ("Warning", "FailedScheduling", "default-scheduler"),
+    base.POD_RUNNING: ("Normal", "Started", "kubelet"),
+    base.POD_NOT_READY: ("Warning", "Unhealthy", "kubelet"),
+    base.POD_EXITED: ("Warning", "Failed", "kubelet"),
+    base.POD_RESTARTED: ("Normal", "Restarted", "kubelet"),
+    base.POD_TERMINATING: ("Normal", "Killing", "kubelet"),
+}
+
+
+def cpu_quantity(cores: float) -> str:
+    """0.5 -> "500m", 2.0 -> "2", as kubectl prints a CPU quantity."""
+    millis = round(cores * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def memory_quantity(gib: float) -> str:
+    """0.25 -> "256Mi": the largest binary unit that divides the amount."""
+    amount = round(gib * 2**30)
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if amount and amount % size == 0:
+            return f"{amount // size}{unit}"
+    return str(amount)
+
+
+def _fields(rows: Sequence[tuple[str, object]], indent: int = 0) -> list[str]:
+    """"Key:  value" lines with the values aligned, as kubectl describe lays out one section.
+
+    A value that is a list continues on the next lines, aligned under its first item (Labels).
+    """
+    width = max(len(key) for key, _ in rows) + 3
+    lines = []
+    for key, value in rows:
+        items = value if isinstance(value, list) else [value]
+        lines.append((" " * indent + f"{key}:".ljust(width) + str(items[0])).rstrip())
+        lines += [" " * (indent + width) + str(item) for item in items[1:]]
+    return lines
+
+
+def describe_pod(pod: PodInfo, container: str, image: str | None, events: Sequence[base.Event], now_unix: float) -> str:
+    """`kubectl describe pod`: what the pod is, where it runs, its requests, and what happened to it.
+
+    A Pending pod shows Node <none>, PodScheduled False and the scheduler's FailedScheduling
+    event saying why (e.g. "0/1 nodes are available: 1 Insufficient cpu.").
+    """
+    scheduled = pod.pending_reason is None and pod.port is not None
+    template_hash = pod.labels.get("pod-template-hash")
+    lines = _fields([
+        ("Name", pod.name), ("Namespace", "default"), ("Node", "local/127.0.0.1" if scheduled else "<none>"),
+        ("Labels", [f"{k}={v}" for k, v in sorted(pod.labels.items())] or "<none>"),
+        ("Status", pod.status), ("IP", pod.ip or ""),
+        ("Controlled By", f"ReplicaSet/{pod.deployment}-{template_hash}" if template_hash else "<none>"),
+        ("Containers", ""),
+    ])
+    state = [("Port", f"{pod.port}/TCP")] if pod.port else []
+    if scheduled:
+        state += [("Ready", str(pod.ready).lower()), ("Restart Count", pod.restarts)]
+    lines += [f"  {container}:"] + _fields([("Image", image or "<none>"), *state], indent=4)
+    for title, cpu, memory in (("Limits", pod.cpu_limit_cores, pod.memory_limit_gib),
+                               ("Requests", pod.cpu_request_cores, pod.memory_request_gib)):
+        values = [(name, text) for name, amount, text in (("cpu", cpu, cpu and cpu_quantity(cpu)),
+                                                            ("memory", memory, memory and memory_quantity(memory)))
+                  if amount]
+        if values:
+            lines += [f"    {title}:"] + _fields(values, indent=6)
+    conditions = [("PodScheduled", str(scheduled))] + ([("Ready", str(pod.ready))] if scheduled else [])
+    lines += ["Conditions:"] + _indented(table(("Type", "Status"), conditions))
+    rows = [(kind, reason, format_age(now_unix - e.unix_s), source, e.message)
+            for e in events if e.object == f"pod/{pod.name}" and e.kind in _DESCRIBED
+            for kind, reason, source in [_DESCRIBED[e.kind]]]
+    if not rows:
+        return "\n".join(lines + ["Events:  <none>"])
+    header = ("Type", "Reason", "Age", "From", "Message")
+    return "\n".join(lines + ["Events:"] + _indented(table(header, [tuple("-" * len(h) for h in header), *rows])))
+
+
+def _indented(text: str) -> list[str]:
+    return ["  " + line for line in text.splitlines()]

@@ -131,7 +131,7 @@ def _shard(url, protocol, body, model, timeout, max_inflight) -> Shard:
 def _execute(shards, total, duration, label, progress, template, info, meta, cluster) -> Result:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     show = duration >= PROGRESS_MIN_S if progress is None else bool(progress)
-    started_unix = time.time()
+    started_unix, started_monotonic = time.time(), time.monotonic()
     with _Progress(total, label, show) as bar:
         records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
     ended_unix = time.time()
@@ -149,6 +149,8 @@ def _execute(shards, total, duration, label, progress, template, info, meta, clu
         "event_loop": generator.EVENT_LOOP,
         "pacing": records[0].pacing,
         "started_utc": started_utc,
+        # The wall-clock time of the frame's 0 (intended_s, sent_s), to line requests up with a cluster's events.
+        "clock_unix_s": started_unix + (bar.started - started_monotonic),
         **info,
         "backend": None,  # unknown unless a cluster (or `meta`) says; kept so saved runs share keys
         "replicas": None,
@@ -274,7 +276,7 @@ class _Progress:
         self._done: dict[int, int] = {}
         self._ok: dict[int, int] = {}
         self._recent: deque = deque(maxlen=8)  # the last few reports: about the last second or two
-        self._started = time.monotonic()
+        self.started = time.monotonic()
 
     def __enter__(self) -> "_Progress":
         if self.show:
@@ -287,7 +289,7 @@ class _Progress:
 
     def begin(self, start: float) -> float:
         """The run starts at monotonic time `start` (workers were getting ready until now)."""
-        self._started = start
+        self.started = start
         if self._bar is not None:
             self._bar.reset(total=self.total)
         return start
@@ -302,7 +304,7 @@ class _Progress:
             self._recent.append(np.asarray(fresh))
         if self._bar is None:
             return
-        elapsed = max(time.monotonic() - self._started, PROGRESS_EVERY_S)
+        elapsed = max(time.monotonic() - self.started, PROGRESS_EVERY_S)
         window = np.concatenate(self._recent) if self._recent else np.empty(0)
         p95 = f"{np.percentile(window, 95) * 1000:.1f} ms" if len(window) else "-"
         self._bar.n = sum(self._done.values())

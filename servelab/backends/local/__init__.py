@@ -2,7 +2,8 @@
 
 - manifests.py: what the local backend takes from Deployment/Service/HPA YAML (probes, pod-template-hash);
   reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
-- pods.py: one pod's life (probes, restarts with back-off, graceful termination, CPU usage)
+- node.py: what this machine holds as one node (allocatable CPU, memory, pods) and whether a pod fits
+- pods.py: one pod's life (Pending until scheduled, probes, restarts with back-off, graceful termination, CPU usage)
 - cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
 - proxy/ / service.py: the Service, a load-balancing proxy process (balancing per request or per
   connection, optionally adding a network round trip) and its owner-side handle
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LocalCluster", "PortInUseError"]
+__all__ = ["LocalCluster", "PortInUseError", "Unschedulable", "allocatable"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +26,14 @@ def __getattr__(name: str) -> Any:
         from servelab.backends.local.cluster import LocalCluster
 
         return LocalCluster
+    if name == "Unschedulable":
+        from servelab.backends.local.cluster import Unschedulable
+
+        return Unschedulable
+    if name == "allocatable":
+        from servelab.backends.local.node import allocatable
+
+        return allocatable
     if name == "PortInUseError":
         from servelab.backends.local.service import PortInUseError
 

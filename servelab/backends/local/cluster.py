@@ -25,18 +25,23 @@ from servelab import hpa
 from servelab.backends import base
 from servelab.backends.local import cgroups
 from servelab.backends.local.manifests import (
-    KIND_RESOURCE, ContainerSpec, kind_of, pod_suffix, pod_template_hash,
+    KIND_RESOURCE, ContainerSpec, check_local, kind_of, pod_suffix, pod_template_hash, replicas_problem,
 )
+from servelab.backends.local.node import Allocatable, allocatable
 from servelab.backends.local.pods import Pod
 from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
 from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import ServiceProxy
-from servelab.backends.manifests import load_documents
+from servelab.backends.manifests import InvalidManifest, check, load_documents
 
 TICK_S = 1.0  # how often pods' CPU is sampled and desired state is re-checked
 CPU_SCALE_VARIABLE = "SERVELAB_CPU_SCALE"
 _live: weakref.WeakSet[LocalCluster] = weakref.WeakSet()
+
+
+class Unschedulable(TimeoutError):
+    """Pods stay Pending: this machine has no room for their requests, and none is on the way."""
 
 
 @dataclass
@@ -54,6 +59,14 @@ class _Deployment:
 
     def live(self) -> list[Pod]:
         return [p for p in self.pods if not p.deleting]
+
+    def max_unavailable(self) -> int:
+        """How many pods a rollout may take out of service at once (strategy.rollingUpdate.maxUnavailable,
+        default 25% of replicas rounded down, as upstream)."""
+        value = ((self.manifest["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+        if isinstance(value, str) and value.endswith("%"):
+            return self.replicas * int(value[:-1]) // 100
+        return int(value)
 
 
 @dataclass
@@ -119,14 +132,18 @@ class LocalCluster(base.Cluster):
     service_mode: "per-request" (HTTP-aware round-robin; the default, so that a client's few kept-alive
     connections still spread over every replica, as behind a mesh or L7 proxy) or "per-connection"
     (TCP, what kube-proxy does: a kept-alive connection stays on one pod).
+    node: what the one node holds (default: this machine, `node.allocatable()`); pods whose requests
+    do not fit stay Pending, as a scheduler leaves them.
     """
 
     backend = "local"
 
     def __init__(self, service_port: int | None = None, sync_period_s: float = hpa.SYNC_PERIOD_S,
-                 metrics_window_s: float | None = None, service_mode: str = "per-request", seed: int | None = None):
+                 metrics_window_s: float | None = None, service_mode: str = "per-request", seed: int | None = None,
+                 node: Allocatable | None = None):
         if service_mode not in MODES:
             raise ValueError(f"service_mode must be one of {MODES}, not {service_mode!r}")
+        self.node = node or allocatable()
         self.service_port, self.sync_period_s, self.service_mode = service_port, sync_period_s, service_mode
         self.metrics_window_s = metrics_window_s or sync_period_s
         self.cpu_scale = cpu_scale()
@@ -180,14 +197,16 @@ class LocalCluster(base.Cluster):
     # -- apply / delete ----------------------------------------------------------------------------
 
     def apply(self, source) -> list[str]:
-        return self._call(self._apply(load_documents(source)))
+        """Create or update objects; every document is checked first, and nothing is applied if one is invalid."""
+        docs = load_documents(source)
+        check(docs)
+        check_local(docs, self.node)
+        return self._call(self._apply(docs))
 
     async def _apply(self, docs: list[dict]) -> list[str]:
         lines = []
         for doc in docs:
             kind, name = doc["kind"], doc["metadata"]["name"]
-            if kind not in KIND_RESOURCE:
-                raise ValueError(f"the local backend runs Deployment, Service and HorizontalPodAutoscaler; not {kind}")
             table = {"Deployment": self._deployments, "Service": self._services, "HorizontalPodAutoscaler": self._hpas}[kind]
             old = table.get(name)
             if old is not None and old.manifest == doc:
@@ -296,33 +315,63 @@ class LocalCluster(base.Cluster):
             await asyncio.sleep(TICK_S)
 
     async def _reconcile(self) -> None:
-        """Make every deployment's pods match its desired replicas and template."""
+        """Make every deployment's pods match its desired replicas and template, then place the Pending ones."""
         async with self._reconcile_lock:
             for d in self._deployments.values():
                 current = [p for p in d.live() if p.template_hash == d.template_hash]
                 for _ in range(d.replicas - len(current)):
                     self._create_pod(d)
                 outdated = [p for p in d.live() if p.template_hash != d.template_hash]
-                if outdated and sum(p.ready for p in current) >= d.replicas:
-                    self._terminate(outdated)  # a rollout: old pods go once new ones are Ready
+                if outdated:
+                    self._roll(d, current, outdated)
                 if len(current) > d.replicas:
-                    # Like the ReplicaSet controller: unready pods go first, then the youngest.
-                    victims = sorted(current, key=lambda p: (p.ready, -p.created_s))[: len(current) - d.replicas]
-                    self._terminate(victims)
+                    self._terminate(sorted(current, key=_deletion_order)[: len(current) - d.replicas])
                 gone = [p for p in d.pods if p.status == "Gone"]
                 self._finished.extend(gone)
                 d.pods = [p for p in d.pods if p.status != "Gone"]
+            self._schedule()
+
+    def _roll(self, d: _Deployment, current: list[Pod], outdated: list[Pod]) -> None:
+        """A rollout: old pods go once the new ones are Ready; before that, as upstream, unready old pods
+        go at once and Ready ones while at least replicas - maxUnavailable pods stay Ready (which also
+        makes room for new pods left Pending on a full machine)."""
+        if sum(p.ready for p in current) >= d.replicas:
+            self._terminate(outdated)
+            return
+        available = sum(p.ready for p in d.live())
+        for pod in sorted(outdated, key=_deletion_order):
+            if pod.ready and available - 1 < d.replicas - d.max_unavailable():
+                break
+            available -= pod.ready
+            self._terminate([pod])
 
     def _create_pod(self, d: _Deployment) -> None:
-        name = f"{d.name}-{d.template_hash}-{pod_suffix(self._rng)}"
+        """A new pod, Pending until `_schedule` finds it room."""
+        pod = Pod(self, f"{d.name}-{d.template_hash}-{pod_suffix(self._rng)}", d.name, d.template_hash, d.spec,
+                  self._log_dir)
+        d.pods.append(pod)
+        pod.created()
+
+    def _schedule(self) -> None:
+        """Start each Pending pod, oldest first, whose requests fit next to the pods already placed
+        (terminating ones hold theirs until gone); the others stay Pending, saying why."""
+        pods = [p for d in self._deployments.values() for p in d.pods if p.status != "Gone"]
+        placed = [(p.spec.cpu_request, p.spec.memory_request) for p in pods if p.scheduled_s is not None]
+        for pod in sorted((p for p in pods if p.scheduled_s is None and not p.deleting), key=lambda p: p.created_s):
+            reason = self.node.unschedulable(placed, pod.spec.cpu_request, pod.spec.memory_request)
+            if reason is not None:
+                pod.unschedulable(reason)
+                continue
+            placed.append((pod.spec.cpu_request, pod.spec.memory_request))
+            self._start_pod(pod)
+
+    def _start_pod(self, pod: Pod) -> None:
         group = None
         if self.cgroups.usable:
-            group = cgroups.PodGroup(self.cgroups, name, d.spec.cpu_limit, d.spec.memory_limit)
+            group = cgroups.PodGroup(self.cgroups, pod.name, pod.spec.cpu_limit, pod.spec.memory_limit)
             if group.problem:
                 cgroups.warn_once(group.problem)
-        pod = Pod(self, name, d.name, d.template_hash, d.spec, _free_port(), group, self._log_dir)
-        d.pods.append(pod)
-        pod.start()
+        pod.start(_free_port(), group)
 
     def _terminate(self, pods: list[Pod]) -> None:
         for pod in pods:
@@ -457,8 +506,10 @@ class LocalCluster(base.Cluster):
         d = self._deployments.get(name)
         if d is None:
             raise KeyError(f'deployments.apps "{name}" not found')
-        if replicas < 0:
-            raise ValueError(f"replicas must be 0 or more, not {replicas}")
+        problem = (f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0" if replicas < 0
+                   else replicas_problem(replicas, "spec.replicas", d.spec, self.node))
+        if problem:
+            raise InvalidManifest(f'The Deployment "{name}" is invalid: {problem}')
         if replicas != d.replicas:
             self.record(base.SCALED, f"deployment/{name}", f"replicas {d.replicas} -> {replicas}",
                         old=d.replicas, new=replicas, by="scale")
@@ -467,32 +518,48 @@ class LocalCluster(base.Cluster):
         return f"deployment.apps/{name} scaled"
 
     def wait_ready(self, deployment: str, replicas: int | None = None, timeout: float = 60) -> float:
+        """See `Cluster.wait_ready`. Pods left Pending with nothing on the way to make room for them (no pod
+        terminating, no rollout under way) raise `Unschedulable` (a TimeoutError) at once, saying why."""
         started = time.monotonic()
         while True:
-            state = self._call(self._readiness(deployment, replicas))
+            state, stuck = self._call(self._readiness(deployment, replicas))
             if state is None:
                 return time.monotonic() - started
+            if stuck:
+                raise Unschedulable(f"deployment {deployment} cannot become ready: {state}")
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"deployment {deployment} not ready after {timeout:g} s: {state}")
             time.sleep(0.05)
 
-    async def _readiness(self, name: str, replicas: int | None) -> str | None:
-        """None when ready, else what is missing (with the end of a failing pod's log)."""
+    async def _readiness(self, name: str, replicas: int | None) -> tuple[str | None, bool]:
+        """(None when ready, else what is missing (with the end of a failing pod's log); whether
+        Pending pods are stuck, with no room on the way)."""
         d = self._deployments.get(name)
         if d is None:
-            return f"no deployment {name!r} (apply it first)"
+            return f"no deployment {name!r} (apply it first)", False
         want = d.replicas if replicas is None else replicas
         current = [p for p in d.live() if p.template_hash == d.template_hash]
         ready = sum(p.ready for p in current)
         if ready == want and len(d.live()) == want:
-            return None
+            return None, False
+        pending = [p for p in current if p.pending_reason]
+        if pending:
+            everything = [p for e in self._deployments.values() for p in e.pods]
+            room_coming = any(p.deleting for p in everything) or len(current) < len(d.live())
+            return self._pending_message(d, pending), not room_coming
         troubled = [p for p in current if p.restarts or p.status in ("Error", "CrashLoopBackOff")]
         tail = ""
         if troubled and troubled[0].log_path.exists():
             tail = "; last log lines of " + troubled[0].name + ":\n" + "\n".join(
                 troubled[0].log_path.read_text(errors="replace").splitlines()[-15:])
         states = ", ".join(f"{p.name} {p.status} ready={p.ready}" for p in d.live())
-        return f"{ready}/{want} Ready ({states}){tail}"
+        return f"{ready}/{want} Ready ({states}){tail}", False
+
+    def _pending_message(self, d: _Deployment, pending: list[Pod]) -> str:
+        fit = self.node.fits(d.spec.cpu_request, d.spec.memory_request)
+        return (f"{len(pending)} of its {d.replicas} pods are Pending: {pending[0].pending_reason} This machine "
+                f"holds {fit} pods requesting {d.spec.cpu_request:g} CPU and {d.spec.memory_request / 2**20:g}Mi "
+                f"(allocatable: {self.node}). Scale to {fit} or fewer, or lower the requests.")
 
     def kubectl(self, command: str) -> str:
         from servelab.backends.local.kubectl import run
@@ -500,6 +567,16 @@ class LocalCluster(base.Cluster):
         text = run(self, command)
         print(text)
         return text
+
+    def pod_spec(self, pod: str) -> ContainerSpec:
+        """What a pod runs (container name, image, requests, probes), for `kubectl describe`."""
+        return self._call(self._pod_spec(pod))
+
+    async def _pod_spec(self, name: str) -> ContainerSpec:
+        for pod in (p for d in self._deployments.values() for p in d.pods):
+            if pod.name == name:
+                return pod.spec
+        raise KeyError(f'pods "{name}" not found')
 
     def logs(self, pod: str) -> str:
         """What a pod's container printed (all its restarts), like `kubectl logs`."""
@@ -546,7 +623,9 @@ class LocalCluster(base.Cluster):
         all_pods = self._finished + [p for d in self._deployments.values() for p in d.pods if p.status != "Gone"]
         usages = []
         for p in all_pods:
-            start, end = max(p.created_s, lo), min(p.ended_s if p.ended_s is not None else now, hi)
+            if p.scheduled_s is None:
+                continue  # never ran: a Pending pod holds no node's resources, so it costs nothing
+            start, end = max(p.scheduled_s, lo), min(p.ended_s if p.ended_s is not None else now, hi)
             if end <= start:
                 continue
             usages.append({
@@ -605,6 +684,12 @@ class LocalCluster(base.Cluster):
         for p in pods:
             p.spec = _without_pre_stop(p.spec)  # closing: nobody is routed to them any more
         await asyncio.gather(*(p.terminate() for p in pods))
+
+
+def _deletion_order(pod: Pod) -> tuple:
+    """Which pods a scale-down removes first, as the ReplicaSet controller ranks them: unscheduled,
+    then not running, then unready, then the youngest."""
+    return (pod.scheduled_s is not None, pod.status == "Running", pod.ready, -pod.created_s)
 
 
 def _without_pre_stop(spec: ContainerSpec) -> ContainerSpec:

@@ -1,20 +1,23 @@
 """The lesson's kubectl commands, answered by the local cluster with kubectl's own columns and words.
 
 Understood: apply -f, delete -f / delete KIND NAME, get pods|deployment|svc|hpa [NAME] [-l k=v],
-scale deployment NAME --replicas=N, autoscale deployment NAME --cpu-percent=P --min=A --max=B,
-rollout status deployment/NAME, top pods, logs POD [--tail=N].
+describe pod [NAME] [-l k=v], scale deployment NAME --replicas=N,
+autoscale deployment NAME --cpu-percent=P --min=A --max=B, rollout status deployment/NAME, top pods,
+logs POD [--tail=N].
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import time
 
 from servelab.backends import kubectl_format as fmt
 from servelab.backends.local.manifests import kind_of
 
 USAGE = ("apply -f FILE | delete -f FILE | delete KIND NAME | get pods|deployment|svc|hpa [NAME] [-l k=v] | "
-         "scale deployment NAME --replicas=N | autoscale deployment NAME --cpu-percent=P --min=A --max=B | "
+         "describe pod [NAME] [-l k=v] | scale deployment NAME --replicas=N | "
+         "autoscale deployment NAME --cpu-percent=P --min=A --max=B | "
          "rollout status deployment/NAME | top pods | logs POD [--tail=N]")
 
 
@@ -81,9 +84,13 @@ def _delete(cluster, args) -> str:
     return "\n".join(cluster.delete(kind, name))
 
 
+def _selector(args) -> dict[str, str] | None:
+    return dict(kv.split("=", 1) for kv in args.selector.split(",")) if args.selector else None
+
+
 def _get(cluster, args) -> str:
     kind, name = _kind_and_name(args.words)
-    selector = dict(kv.split("=", 1) for kv in args.selector.split(",")) if args.selector else None
+    selector = _selector(args)
     if kind == "Pod":
         rows = [p for p in cluster.pods(selector) if name in (None, p.name)]
         return _found(rows, name, "pods", fmt.pods_table)
@@ -95,6 +102,24 @@ def _get(cluster, args) -> str:
         return _found(rows, name, "services", fmt.services_table)
     rows = [h for h in cluster.hpas() if name in (None, h.name)]
     return _found(rows, name, "horizontalpodautoscalers.autoscaling", fmt.hpas_table)
+
+
+def _describe(cluster, args) -> str:
+    kind, name = _kind_and_name(args.words)
+    if kind != "Pod":
+        raise KubectlError("the local backend runs 'describe pod [NAME]' only")
+    pods = [p for p in cluster.pods(_selector(args)) if name in (None, p.name)]
+    if name is not None and not pods:
+        return f'Error from server (NotFound): pods "{name}" not found'
+    events, now = cluster.events(), time.time()
+    texts = []
+    for pod in pods:
+        try:
+            spec = cluster.pod_spec(pod.name)
+        except KeyError:
+            continue  # gone since it was listed
+        texts.append(fmt.describe_pod(pod, spec.name, spec.image, events, now))
+    return "\n\n".join(texts) or "No resources found in default namespace."
 
 
 def _found(rows, name, resource, table) -> str:
@@ -173,6 +198,6 @@ def _logs(cluster, args) -> str:
 
 
 _VERBS = {
-    "apply": _apply, "delete": _delete, "get": _get, "scale": _scale,
+    "apply": _apply, "delete": _delete, "get": _get, "describe": _describe, "scale": _scale,
     "autoscale": _autoscale, "rollout": _rollout, "top": _top, "logs": _logs,
 }

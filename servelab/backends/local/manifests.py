@@ -11,7 +11,9 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-from servelab.backends.manifests import cpu_cores, memory_bytes
+from servelab import hpa
+from servelab.backends.local.node import Allocatable
+from servelab.backends.manifests import InvalidManifest, cpu_cores, memory_bytes
 
 # Kubernetes' "safe" alphabet for generated names (no vowels, no 0/1/3): k8s.io/apimachinery rand.
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -37,6 +39,51 @@ def kind_of(word: str) -> str:
     if kind is None:
         raise ValueError(f"unknown resource type {word!r}; known: deployment, service, hpa, pod")
     return kind
+
+
+def local_problems(doc: dict, node: Allocatable) -> list[str]:
+    """What the local cluster cannot run in a document that a real API server would accept."""
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    prefix = f'The {kind} "{name}" is invalid: '
+    if kind not in KIND_RESOURCE:
+        return [f"{kind}/{name}: the local backend runs Deployment, Service and HorizontalPodAutoscaler, not {kind} "
+                "(a real cluster runs it: servelab.connect('kube'))"]
+    try:
+        if kind == "Deployment":
+            spec = ContainerSpec.from_template(doc["spec"]["template"])
+            problem = replicas_problem(doc["spec"].get("replicas", 1), "spec.replicas", spec, node)
+        elif kind == "HorizontalPodAutoscaler":
+            hpa.HPASpec.from_manifest(doc)
+            problem = replicas_problem(doc["spec"]["maxReplicas"], "spec.maxReplicas", None, node)
+        else:
+            problem = None
+    except ValueError as error:
+        problem = str(error)
+    return [prefix + problem] if problem else []
+
+
+def replicas_problem(replicas: int, field: str, spec: ContainerSpec | None, node: Allocatable) -> str | None:
+    """A replica count one node can never run (beyond kubelet's pod limit), with what this machine holds.
+
+    Counts that fit the pod limit but not the machine's CPU or memory are accepted: the pods
+    that do not fit stay Pending, as a scheduler leaves them.
+    """
+    if replicas <= node.pods:
+        return None
+    room = ""
+    if spec is not None:
+        room = (f"; this machine has room for {node.fits(spec.cpu_request, spec.memory_request)} pods of this "
+                f"template (each requests {spec.cpu_request:g} CPU and {spec.memory_request / 2**20:g}Mi; "
+                f"allocatable: {node.cpu_cores:g} CPU, {node.memory_bytes / 2**30:.1f} GiB)")
+    return (f"{field}: Invalid value: {replicas}: the local cluster is one node, which runs at most {node.pods} "
+            f"pods (kubelet's --max-pods){room}. Ask for {node.pods} or fewer: pods that do not fit stay Pending")
+
+
+def check_local(docs: list[dict], node: Allocatable) -> None:
+    """Refuse the lot if the local cluster cannot run any of `docs`, naming every problem."""
+    problems = [p for doc in docs for p in local_problems(doc, node)]
+    if problems:
+        raise InvalidManifest("\n".join(problems))
 
 
 def pod_template_hash(template: dict) -> str:
@@ -98,13 +145,16 @@ class ContainerSpec:
     grace_period_s: float
     labels: dict[str, str] = field(default_factory=dict)
     command: list[str] | None = None
+    name: str = ""  # the container's, for kubectl describe
+    image: str | None = None  # not pulled: the local backend runs `servelab` from this Python
 
     @classmethod
     def from_template(cls, template: dict) -> ContainerSpec:
         spec = template.get("spec", {})
         containers = spec.get("containers") or []
         if len(containers) != 1:
-            raise ValueError(f"the local backend runs one container per pod; the template has {len(containers)}")
+            raise ValueError(f"spec.template.spec.containers: the local backend runs one container per pod, "
+                             f"not {len(containers)}")
         c = containers[0]
         resources = c.get("resources", {})
         requests, limits = resources.get("requests", {}), resources.get("limits", {})
@@ -125,6 +175,8 @@ class ContainerSpec:
             grace_period_s=float(spec.get("terminationGracePeriodSeconds", 30)),
             labels=dict(template.get("metadata", {}).get("labels", {})),
             command=[str(x) for x in c["command"]] if c.get("command") else None,
+            name=str(c.get("name", "")),
+            image=c.get("image"),
         )
 
     def argv(self, port: int) -> list[str]:

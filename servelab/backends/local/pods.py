@@ -1,6 +1,7 @@
 """One pod: a model-server process with the kubelet's life cycle around it.
 
-Pending -> Running (process started) -> Ready (readinessProbe passed) ... and on delete:
+Pending (until the scheduler finds it room: no process, no port) -> Running (process started)
+-> Ready (readinessProbe passed) ... and on delete:
 out of the Service first, then the preStop hook, SIGTERM, and SIGKILL when
 terminationGracePeriodSeconds run out. A container that exits is restarted with kubelet's
 back-off (at once, then 10 s, 20 s, ... up to 300 s) and its RESTARTS count grows.
@@ -49,13 +50,17 @@ async def http_ok(port: int, path: str, timeout: float) -> bool:
 
 class Pod:
     def __init__(self, owner: Owner, name: str, deployment: str, template_hash: str,
-                 spec: ContainerSpec, port: int, group: PodGroup | None, log_dir: Path):
+                 spec: ContainerSpec, log_dir: Path):
         self.owner, self.name, self.deployment, self.template_hash = owner, name, deployment, template_hash
-        self.spec, self.port, self.group = spec, port, group
+        self.spec = spec
+        self.port: int | None = None  # given when scheduled, as a pod gets its IP
+        self.group: PodGroup | None = None
         self.labels = {**spec.labels, "pod-template-hash": template_hash}
         self.log_path = log_dir / f"{name}.log"
         self.created_s = owner.now()
         self.created_unix = time.time()
+        self.scheduled_s: float | None = None
+        self.pending_reason: str | None = None  # the scheduler's message while it does not fit
         self.ended_s: float | None = None
         self.ready = False
         self.ready_since_s: float | None = None
@@ -64,7 +69,7 @@ class Pod:
         self.last_restart_s: float | None = None
         self.deleting = False
         self.process: asyncio.subprocess.Process | None = None
-        self.limit_problem = "" if group is None else group.problem
+        self.limit_problem = ""
         self.cpu_samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=4 * 3600)
         self._cpu_previous_s = 0.0  # CPU seconds of earlier containers (psutil fallback)
         self._cpu_last_s = 0.0
@@ -75,8 +80,20 @@ class Pod:
     def obj(self) -> str:
         return f"pod/{self.name}"
 
-    def start(self) -> None:
-        self.owner.record(base.POD_CREATED, self.obj, "Pending", deployment=self.deployment, port=self.port)
+    def created(self) -> None:
+        self.owner.record(base.POD_CREATED, self.obj, "Pending", deployment=self.deployment)
+
+    def unschedulable(self, reason: str) -> None:
+        """The scheduler found no room: stay Pending, saying why (once per new reason, as kubectl's events)."""
+        if reason != self.pending_reason:
+            self.pending_reason = reason
+            self.owner.record(base.POD_UNSCHEDULABLE, self.obj, reason, deployment=self.deployment)
+
+    def start(self, port: int, group: PodGroup | None) -> None:
+        """Scheduled: the pod gets its port (and cgroup) and its container starts."""
+        self.port, self.group, self.pending_reason = port, group, None
+        self.limit_problem = "" if group is None else group.problem
+        self.scheduled_s = self.owner.now()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # -- the container loop ---------------------------------------------------------------------
@@ -194,6 +211,10 @@ class Pod:
         """As the kubelet does: out of the Service, preStop, SIGTERM, SIGKILL at the deadline."""
         self.deleting = True
         self.ready = False
+        if self.scheduled_s is None:  # never ran: nothing to stop, no Service to leave
+            self.ended_s, self.status = self.owner.now(), "Gone"
+            self.owner.record(base.POD_GONE, self.obj, "deleted while Pending", cpu_used_core_s=0.0)
+            return
         self.status = "Terminating"
         grace = self.spec.grace_period_s
         self.owner.record(base.POD_TERMINATING, self.obj, f"removed from Service; grace period {grace:g} s",
@@ -241,6 +262,8 @@ class Pod:
 
     def sample_cpu(self) -> None:
         """Record cumulative CPU seconds now (cgroup cpuacct when we have one, else psutil)."""
+        if self.scheduled_s is None:
+            return  # a Pending pod has no metrics, as metrics-server has none for it
         used = self._cpu_from_cgroup()
         if used is None:
             used = self._cpu_previous_s + self._cpu_from_process()
@@ -290,7 +313,8 @@ class Pod:
         now = self.owner.now()
         return base.PodInfo(
             name=self.name, ready=self.ready, status=self.status, restarts=self.restarts,
-            age_s=now - self.created_s, url=f"http://127.0.0.1:{self.port}", ip="127.0.0.1", port=self.port,
+            age_s=now - self.created_s, url=None if self.port is None else f"http://127.0.0.1:{self.port}",
+            ip=None if self.port is None else "127.0.0.1", port=self.port, pending_reason=self.pending_reason,
             deployment=self.deployment, cpu_request_cores=self.spec.cpu_request, cpu_limit_cores=self.spec.cpu_limit,
             memory_request_gib=self.spec.memory_request / 2**30,
             memory_limit_gib=None if self.spec.memory_limit is None else self.spec.memory_limit / 2**30,
