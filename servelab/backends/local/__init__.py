@@ -3,7 +3,7 @@
 - manifests.py: what the local backend takes from Deployment/Service/HPA YAML (probes, pod-template-hash);
   reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
 - pods.py: one pod's life (probes, restarts with back-off, graceful termination, CPU usage)
-- cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
+- CPU/memory limits come from servelab/limits (a cgroup, a user scope or the userspace enforcer)
 - proxy.py / service.py: the Service, a load-balancing proxy process and its owner-side handle
 - processes.py: children that die with their owner; who holds a port
 - cluster.py: LocalCluster, the controllers (deployment, endpoints, HPA) tying these together
