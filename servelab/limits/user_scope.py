@@ -23,6 +23,7 @@ from pathlib import Path
 
 from servelab.limits import cgroupfs
 from servelab.limits.cgroupfs import Host
+from servelab.limits.cpuclock import gone
 from servelab.limits.held import Held
 
 START_TIMEOUT_S = 5.0  # for systemd-run to get its scope from the manager and exec the command
@@ -88,7 +89,7 @@ class ScopeHeld(Held):
         while group is None and time.monotonic() < deadline:
             group = self._scope_group(pid, unit)
             if group is None:
-                if self._exited(pid):
+                if gone(pid):
                     return f"process {pid} exited before starting in scope {unit} (systemd-run failed; see its output)"
                 time.sleep(0.01)
         if group is None:
@@ -106,13 +107,6 @@ class ScopeHeld(Held):
         except (OSError, KeyError):
             return None
         return cgroupfs.group_dir(mount, root, path) if path.rstrip("/").endswith("/" + unit) else None
-
-    def _exited(self, pid: int) -> bool:
-        try:
-            stat = (self.host.proc / str(pid) / "stat").read_text()
-        except OSError:
-            return True
-        return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
     def _rung_cpu_s(self) -> float | None:
         for group, last in self._scopes.items():
