@@ -162,6 +162,8 @@ def test_user_scope_starts_the_pod_in_a_limited_scope_and_checks_what_the_kernel
     finally:
         process.kill()
         process.wait()
+    late = ladder_.hold("pod-b", 0.25, None)
+    assert "was not started with this pod's command(): it cannot join a scope afterwards" in late.add(os.getpid())
     ladder_.close()
 
 

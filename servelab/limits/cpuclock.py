@@ -107,7 +107,7 @@ class TreeClock:
             tree |= descendants(root)
         tree |= {pid for pid in self._last if _group_of(pid) in groups}
         for pid in set(self._last) - tree:
-            self._banked += self._last.pop(pid)
+            self._banked += self._last.pop(pid, 0)
         for pid in tree - set(self._last):
             self._last[pid] = 0
         self._listed_at = time.monotonic()
@@ -119,7 +119,7 @@ class TreeClock:
         for pid, last in list(self._last.items()):
             now = process_cpu_ns(pid)
             if now is None:
-                self._banked += self._last.pop(pid)
+                self._banked += self._last.pop(pid, 0)
                 self.roots.discard(pid)
             elif now < last:  # the pid was reused by a new process: bank the old one's time
                 self._banked += last

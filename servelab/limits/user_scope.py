@@ -74,39 +74,42 @@ class ScopeHeld(Held):
         self.host, self.name = host, name
         self.cpu_limit, self.memory_limit = cpu_limit, memory_limit
         self._systemd_run = shutil.which("systemd-run") or "systemd-run"
-        self._unit = ""  # the scope the next added process was started in
+        self._pending: set[str] = set()  # scopes of processes started by command() and not added yet
         self._scopes: dict[Path, float] = {}  # scope group -> its CPU seconds when last read
 
     def command(self, argv: list[str]) -> list[str]:
-        self._unit = unit_name(self.name)
-        return scope_command(self._systemd_run, self._unit, self.cpu_limit, self.memory_limit, argv)
+        unit = unit_name(self.name)
+        self._pending.add(unit)
+        return scope_command(self._systemd_run, unit, self.cpu_limit, self.memory_limit, argv)
 
     def _add(self, pid: int) -> str:
-        if not self._unit:
+        if not self._pending:
             return f"process {pid} was not started with this pod's command(): it cannot join a scope afterwards"
-        group, unit = None, self._unit
+        group = None
         deadline = time.monotonic() + START_TIMEOUT_S
         while group is None and time.monotonic() < deadline:
-            group = self._scope_group(pid, unit)
+            group = self._scope_group(pid)
             if group is None:
                 if gone(pid):
-                    return f"process {pid} exited before starting in scope {unit} (systemd-run failed; see its output)"
+                    return f"process {pid} exited before starting in its scope (systemd-run failed; see its output)"
                 time.sleep(0.01)
         if group is None:
-            return f"process {pid} was not in scope {unit} after {START_TIMEOUT_S:g} s"
+            return f"process {pid} was not in a scope of {', '.join(sorted(self._pending))} after {START_TIMEOUT_S:g} s"
+        self._pending.discard(group.name)
         self._scopes[group] = 0.0
         wanted = {"cpu.max": cgroupfs.cpu_max(self.cpu_limit)}
         if self.memory_limit is not None:
             wanted["memory.max"] = str(self.memory_limit)
         return next(filter(None, (cgroupfs.read_back(group / f, v) for f, v in wanted.items())), "")
 
-    def _scope_group(self, pid: int, unit: str) -> Path | None:
+    def _scope_group(self, pid: int) -> Path | None:
+        """The group of the scope `pid` runs in, once it runs in one this pod's command() named."""
         try:
             path = self.host.cgroup_paths(pid).get("unified", "")
             mount, root = self.host.mounts()["unified"]
         except (OSError, KeyError):
             return None
-        return cgroupfs.group_dir(mount, root, path) if path.rstrip("/").endswith("/" + unit) else None
+        return cgroupfs.group_dir(mount, root, path) if path.rstrip("/").rpartition("/")[2] in self._pending else None
 
     def _rung_cpu_s(self) -> float | None:
         for group, last in self._scopes.items():
