@@ -49,7 +49,7 @@ def tree_cpu_s(pid: int) -> float:
 def window(pid: int, read_count, ladder: limits.Ladder) -> tuple[float, float, float | None]:
     """(cores by psutil, cores by the rung's count, cores the userspace enforcer used) over SECONDS, after WARM_S."""
     time.sleep(WARM_S)
-    enforcer = ladder._enforcer.process.pid if ladder._enforcer else None
+    enforcer = ladder.enforcer_pid
     ps, counted, started = tree_cpu_s(pid), read_count(), time.monotonic()
     overhead = tree_cpu_s(enforcer) if enforcer else None
     time.sleep(SECONDS)

@@ -137,8 +137,8 @@ def environment(cluster) -> pd.DataFrame:
         ("cores usable", usable, "shared by the servers, the load generator and this notebook"),
         ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB", "each pod requests some of it"),
         ("backend", cluster.backend, "where the manifests in cluster/ run"),
-        ("CPU limits enforced", meta.get("limits_enforced"), meta.get("limits_note") or "if False, a pod may use "
-         "more CPU than its limit"),
+        ("CPU limits enforced", meta.get("limits_enforced"),
+         meta.get("limits_note") or "if False, a pod may use more CPU than its limit"),
         ("curl", shutil.which("curl") or "missing", "the lesson's requests are sent with it"),
     ]
     return pd.DataFrame(rows, columns=["what", "value", "why it matters"]).set_index("what")

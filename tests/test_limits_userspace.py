@@ -67,9 +67,8 @@ def test_when_the_enforcer_is_killed_its_owner_continues_what_it_stopped():
     spinner = start_spinner()
     try:
         assert held.add(spinner.pid) == ""
-        enforcer = ladder._enforcer.process
-        _freeze_while_stopped(enforcer.pid, spinner.pid)
-        os.kill(enforcer.pid, signal.SIGKILL)
+        _freeze_while_stopped(ladder.enforcer_pid, spinner.pid)
+        os.kill(ladder.enforcer_pid, signal.SIGKILL)
         wait_for(lambda: running(spinner.pid), 5, "the owner to continue the spinner")
         assert held.problem.endswith("exited with code -9: limits no longer held") and not held.held
         assert held.cpu_used_s() > 0, "still measured, by the owner's own count"

@@ -68,6 +68,11 @@ class Ladder:
                    f"{self.tried[self.forced]}"
         return "; ".join(f"{rung}: {why}" for rung, why in self.tried.items())
 
+    @property
+    def enforcer_pid(self) -> int | None:
+        """The userspace enforcer's pid while one runs (to see what holding costs), else None."""
+        return self._enforcer.process.pid if self._enforcer is not None else None
+
     def note(self, rung: str | None = None) -> str:
         """What holding limits on `rung` (default: this ladder's) means, and why better rungs were passed."""
         rung = rung or self.rung
