@@ -15,6 +15,7 @@ import pytest
 from limits_fixtures import start_spinner, stop_spinner, tree, tree_cpu_s
 from local_fixtures import wait_for
 from servelab import limits
+from servelab.limits import userspace
 
 
 def stopped(pid: int) -> bool:
@@ -72,6 +73,22 @@ def test_when_the_enforcer_is_killed_its_owner_continues_what_it_stopped():
         wait_for(lambda: running(spinner.pid), 5, "the owner to continue the spinner")
         assert held.problem.endswith("exited with code -9: limits no longer held") and not held.held
         assert held.cpu_used_s() > 0, "still measured, by the owner's own count"
+    finally:
+        stop_spinner(spinner)
+        ladder.close()
+
+
+def test_an_enforcer_that_stops_answering_is_replaced_by_its_owner_continuing_the_pods(monkeypatch):
+    monkeypatch.setattr(userspace, "ANSWER_TIMEOUT_S", 0.5)
+    ladder = limits.detect(prefer="userspace")
+    held = ladder.hold("spinner", 0.02, None)
+    spinner = start_spinner()
+    try:
+        assert held.add(spinner.pid) == ""
+        _freeze_while_stopped(ladder.enforcer_pid, spinner.pid)  # stuck, with the spinner stopped
+        assert held.cpu_used_s() > 0, "measured by the owner's own count meanwhile"
+        assert "did not answer within 0.5 s and was stopped" in held.problem
+        wait_for(lambda: running(spinner.pid), 5, "the owner to continue the spinner")
     finally:
         stop_spinner(spinner)
         ladder.close()

@@ -29,7 +29,8 @@ MEANING = {
     "cgroup-v2": "the kernel holds each pod to its CPU and memory limits (cgroup v2 cpu.max), as a kubelet does",
     "user-scope": "the kernel holds each pod to its limits in a scope of your own systemd manager, no root needed",
     "userspace": ("a servelab process stops and continues each pod so it averages its CPU limit per 100 ms, as "
-                  "the kernel's quota does; memory limits are not held"),
+                  "the kernel's quota does; memory limits are not held (only a cgroup can cap the memory a process "
+                  "uses: RLIMIT_AS caps address space, not memory in use, and would fail allocations instead)"),
 }
 
 

@@ -8,6 +8,7 @@ continues every held tree itself and each hold reports the problem, so no pod is
 from __future__ import annotations
 
 import itertools
+import select
 import signal
 import subprocess
 import sys
@@ -16,9 +17,8 @@ import threading
 from servelab.limits.cpuclock import TreeClock, gone
 from servelab.limits.held import Held
 
+ANSWER_TIMEOUT_S = 5.0
 PERIOD_S = 0.1  # as CFS's default cpu.cfs_period_us: one period's quota may be spent in a burst
-MEMORY_NOTE = ("memory limits are not enforced on the userspace rung: only a cgroup can cap a process's memory "
-               "(RLIMIT_AS caps address space, not memory in use, and would make allocations fail instead)")
 _ids = itertools.count(1)
 
 
@@ -37,22 +37,33 @@ class Enforcer:
         threading.Thread(target=self._watch, name="servelab-enforcer-watch", daemon=True).start()
 
     def call(self, line: str) -> str:
-        """Send one command and return the enforcer's answer; 'error ...' when it cannot answer."""
+        """Send one command and return the enforcer's answer; 'error ...' when it cannot answer.
+
+        An enforcer that does not answer within ANSWER_TIMEOUT_S (stopped, stuck) is killed, so the
+        owner continues what it held instead of waiting on it for ever."""
         with self._lock:
             if self.failed:
                 return f"error {self.failed}"
             try:
                 self.process.stdin.write(line + "\n")
-                answer = self.process.stdout.readline().strip()
+                if select.select([self.process.stdout], [], [], ANSWER_TIMEOUT_S)[0]:
+                    return self.process.stdout.readline().strip() or f"error {self._gone()}"
+                self.failed = f"the userspace CPU enforcer (pid {self.process.pid}) did not answer within " \
+                              f"{ANSWER_TIMEOUT_S:g} s and was stopped: limits no longer held"
+                self.process.kill()
             except (BrokenPipeError, ValueError, OSError):
-                answer = ""
-            return answer or f"error {self.failed or 'the userspace enforcer stopped answering'}"
+                pass
+            return f"error {self.failed or self._gone()}"
+
+    def _gone(self) -> str:
+        code = self.process.wait()
+        return f"the userspace CPU enforcer (pid {self.process.pid}) exited with code {code}: limits no longer held"
 
     def _watch(self) -> None:
-        code = self.process.wait()
+        self.process.wait()
         if self._closing:
             return
-        self.failed = f"the userspace CPU enforcer (pid {self.process.pid}) exited with code {code}: limits no longer held"
+        self.failed = self.failed or self._gone()
         for clock in list(self.held.values()):
             clock.read_ns()
             _continue(clock)
