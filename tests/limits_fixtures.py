@@ -36,7 +36,8 @@ FAKE_SYSTEMD_RUN = textwrap.dedent(f"""\
     if os.environ.get("FAKE_SYSTEMD_IGNORES_CPU"):
         quota = None
     cpu = "max" if quota is None else str(int(float(quota.rstrip("%")) * 1000))
-    open(group + "/cpu.max", "w").write(cpu + " 100000\\n")
+    if not os.environ.get("FAKE_SYSTEMD_NO_CPU"):
+        open(group + "/cpu.max", "w").write(cpu + " 100000\\n")
     open(group + "/memory.max", "w").write(props.get("MemoryMax", "max") + "\\n")
     open(group + "/cpu.stat", "w").write("usage_usec 0\\n")
     pid_dir = os.environ["FAKE_PROC"] + "/" + str(os.getpid())

@@ -177,6 +177,9 @@ def test_user_scope_is_passed_when_the_manager_does_not_answer_or_ignores_the_cp
     monkeypatch.delenv("FAKE_SYSTEMD_FAIL")
     monkeypatch.setenv("FAKE_SYSTEMD_IGNORES_CPU", "1")
     assert "cpu.max reads back 'max 100000', not '50000 100000'" in user_scope.probe(host)
+    monkeypatch.setenv("FAKE_SYSTEMD_NO_CPU", "1")
+    assert user_scope.probe(host).endswith("(the cpu controller is not delegated to the user's manager "
+                                           "(see Delegate= of user@.service))")
     assert user_scope.unavailable(fake_v2(tmp_path / "hybrid", root_controllers="hugetlb")).startswith(
         "cgroup v2 is mounted without the cpu controller")
 

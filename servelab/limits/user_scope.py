@@ -131,4 +131,6 @@ def probe(host: Host = Host()) -> str:
         said = process.communicate()[1].strip()
     if not problem:
         return ""
+    if "cpu.max: No such file" in problem:
+        said = "the cpu controller is not delegated to the user's manager (see Delegate= of user@.service)"
     return f"the user's systemd manager did not give a limited scope: {problem}" + (f" ({said})" if said else "")
