@@ -28,23 +28,25 @@ from servelab.limits.pacing import SlowerCpu
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """
-import json, sys, time
+import contextlib, json, sys, time
 import numpy as np
 from servelab import models
 from servelab.limits.pacing import SlowerCpu
 model = models.Model(sys.argv[1])
 row = np.asarray([models.EXAMPLE_ROW], np.float32)
 model.predict(row)
-device = SlowerCpu(float(sys.argv[3]))
+share = float(sys.argv[3])
+device = SlowerCpu(share) if share < 1 else None
+call_cpu_s = device.calibrate(lambda: model.predict(row)) if device else None
 print("loaded", flush=True)
 sys.stdin.readline()
 times, cpu = [], time.process_time()
 for _ in range(int(sys.argv[2])):
     start = time.perf_counter()
-    with device:
+    with device or contextlib.nullcontext():
         model.predict(row)
     times.append(time.perf_counter() - start)
-print(json.dumps({"seconds": times, "cpu_s": time.process_time() - cpu}), flush=True)
+print(json.dumps({"seconds": times, "cpu_s": time.process_time() - cpu, "call_cpu_s": call_cpu_s}), flush=True)
 """
 
 
@@ -152,10 +154,11 @@ def predict_on_device(model: str, n: int, *, cpu: float | None = None) -> EdgeRu
     that runs as a CPU `cpu` times as fast as one of this machine's cores (a small device) or, with
     `cpu=None`, at this machine's full speed.
 
-    The device is emulated by pacing (servelab.limits.pacing), not by a CPU quota: each prediction
-    takes about 1/`cpu` times the CPU time it needs, every time, as on a slower CPU; a quota would
-    run most predictions at full speed and stall one per period. The model loads at full speed,
-    before timing starts: a device would load its model once, at start.
+    The device is emulated by pacing (servelab.limits.pacing), not by a CPU quota: every prediction
+    lasts 1/`cpu` times what it costs this machine back to back (measured first, in the device
+    process), as on a slower CPU; a quota would run most predictions at full speed and stall one
+    per period. The model loads at full speed, before timing starts: a device would load its model
+    once, at start.
     """
     device = SlowerCpu(1.0 if cpu is None else cpu)
     process = _start([sys.executable, "-c", _EDGE_SCRIPT, model, str(n), str(device.share)])
@@ -166,6 +169,7 @@ def predict_on_device(model: str, n: int, *, cpu: float | None = None) -> EdgeRu
     process.stdin.close()
     output, _ = _finish(process)
     measured = json.loads(output)
+    device.call_cpu_s = measured["call_cpu_s"]
     if cpu is None:
         enforced, note = False, "no CPU limit asked for: this machine's full speed"
     else:

@@ -184,14 +184,24 @@ def test_user_scope_is_passed_when_the_manager_does_not_answer_or_ignores_the_cp
         "cgroup v2 is mounted without the cpu controller")
 
 
-def test_a_slower_cpu_makes_each_call_take_its_cpu_time_over_the_share():
+def test_a_slower_cpu_makes_each_call_last_its_back_to_back_cpu_time_over_the_share():
+    def spin(seconds: float = 0.004) -> None:
+        started = time.process_time()
+        while time.process_time() - started < seconds:
+            pass
+
     device = SlowerCpu(0.25)
+    with pytest.raises(RuntimeError, match=r"calibrate\(call\) first"):
+        device.__enter__()
+    assert device.calibrate(spin) >= 0.004
     started = time.perf_counter()
     with device:
-        spun = time.process_time()
-        while time.process_time() - spun < 0.02:
-            pass
-    assert time.perf_counter() - started >= 0.02 / 0.25 * 0.95, "the call took at least its CPU time over the share"
-    assert "4x slower" in device.describe()
+        spin()
+    assert time.perf_counter() - started >= device.call_cpu_s / 0.25, "the call lasted its CPU time over the share"
+    started = time.perf_counter()
+    with device:
+        spin(0.05)  # longer than the slower CPU's time for a call: not made longer still
+    assert time.perf_counter() - started < 0.05 + device.call_cpu_s / 0.25
+    assert "4x slower" in device.describe() and f"so {device.call_cpu_s / 0.25 * 1000:.3g} ms each" in device.describe()
     with pytest.raises(ValueError, match=r"must be in \(0, 1\], not 2"):
         SlowerCpu(2)

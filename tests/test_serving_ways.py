@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,8 +51,9 @@ def test_a_device_is_a_uniformly_slower_cpu_every_prediction_slowed_not_a_few_st
     assert not free.process.limit_enforced and "no CPU limit" in free.process.note
     slow = serving_ways.predict_on_device("medium", 40, cpu=0.25)
     assert slow.process.limit_enforced == "paced" and "4x slower" in slow.process.note
-    # Each prediction takes at least its CPU time over the share (a quota would leave most at full speed).
-    assert slow.seconds.sum() >= 0.8 * slow.process.cpu_s / 0.25
+    # Every prediction lasts at least 1/share of its back-to-back cost (a quota would leave most at full speed).
+    back_to_back_s = float(re.search(r"\(([\d.]+) ms back to back here", slow.process.note).group(1)) / 1000
+    assert (slow.seconds >= 0.99 * back_to_back_s / 0.25).all()
     assert np.median(slow.seconds) > 2 * np.median(free.seconds)
 
 
