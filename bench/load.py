@@ -15,7 +15,6 @@ Against one `servelab serve` (tiny model), in one run, one after the other:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import os

@@ -178,11 +178,12 @@ def environment(cluster) -> pd.DataFrame:
     rows = [
         ("Python", platform.python_version(), "the labs need 3.10 or newer"),
         ("servelab", servelab.__version__, "recorded with every saved run"),
-        ("system", f"{platform.system()} {platform.machine()}", "local CPU limits need Linux cgroups"),
+        ("system", f"{platform.system()} {platform.machine()}", "which ways of holding a pod's CPU limit exist here"),
         ("cores usable", usable, "shared by the servers, the load generator and this notebook"),
         ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB", "each pod requests some of it"),
         ("backend", cluster.backend, "where the manifests in cluster/ run"),
-        ("CPU limits enforced", meta.get("limits_enforced"), "if False, a pod may use more CPU than its limit"),
+        ("CPU limits enforced", meta.get("limits_enforced"),
+         meta.get("limits_note") or "if False, a pod may use more CPU than its limit"),
         ("curl", shutil.which("curl") or "missing", "the lesson's requests are sent with it"),
     ]
     return pd.DataFrame(rows, columns=["what", "value", "why it matters"]).set_index("what")

@@ -2,9 +2,10 @@
 
 Online serving is a load run through the cluster (servelab.load); this module adds the other two:
 a batch Job and an edge device. Neither backend runs Jobs, and an edge device is a CPU budget, not
-a server, so both are processes started here, held to a CPU limit with the same cgroups the local
-backend gives a pod (where this machine allows it; every run says whether it was held).
-`serving_ways` then prices each way by its own rule.
+a server, so both are processes started here. The Job is held to its container's limits by the same
+ladder that holds a pod (servelab.limits: a cgroup, a user scope or the userspace enforcer, as this
+machine allows; every run says which, or why none). The device is a uniformly slower CPU, emulated
+by pacing its predictions (servelab.limits.pacing). `serving_ways` then prices each way by its own rule.
 """
 
 from __future__ import annotations
@@ -21,76 +22,62 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from servelab import repo
+from servelab import limits, repo
 from servelab.backends.manifests import container
+from servelab.limits.pacing import SlowerCpu
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """
-import json, sys, time
+import contextlib, json, sys, time
 import numpy as np
 from servelab import models
+from servelab.limits.pacing import SlowerCpu
 model = models.Model(sys.argv[1])
 row = np.asarray([models.EXAMPLE_ROW], np.float32)
 model.predict(row)
+share = float(sys.argv[3])
+device = SlowerCpu(share) if share < 1 else None
+call_cpu_s = device.calibrate(lambda: model.predict(row)) if device else None
 print("loaded", flush=True)
 sys.stdin.readline()
 times, cpu = [], time.process_time()
 for _ in range(int(sys.argv[2])):
     start = time.perf_counter()
-    model.predict(row)
+    with device or contextlib.nullcontext():
+        model.predict(row)
     times.append(time.perf_counter() - start)
-print(json.dumps({"seconds": times, "cpu_s": time.process_time() - cpu}), flush=True)
+print(json.dumps({"seconds": times, "cpu_s": time.process_time() - cpu, "call_cpu_s": call_cpu_s}), flush=True)
 """
 
 
 @dataclass(frozen=True)
 class ProcessRun:
     """A process run for a lab (a batch Job, an edge device): its output, wall and CPU seconds,
-    and whether it was held to the CPU limit it was given (`note` says why not)."""
+    and what held it to the CPU limit it was given: `limit_enforced` is the rung ("cgroup-v1",
+    "user-scope", "userspace"), "paced" for an emulated slower CPU, or False (`note` says why)."""
 
     output: str
     seconds: float
     cpu_s: float
     cpu_limit: float | None
-    limit_enforced: bool
+    limit_enforced: str | bool
     note: str
 
 
-def _cpu_group(pid: int, cpu: float | None, name: str):
-    """Put process `pid` in a cgroup limited to `cpu` cores, as the local backend does for a pod.
-
-    Returns (group or None, enforced, note). No limit asked, or none possible here: (None, False, why).
-    """
-    if cpu is None:
-        return None, False, "no CPU limit asked for: this machine's full speed"
-    from servelab.backends.local import cgroups
-
-    support = cgroups.detect()
-    if not support.usable:
-        return None, False, f"CPU limit NOT enforced: {support.reason}"
-    group = cgroups.PodGroup(support, f"{name}-{pid}", cpu, None)
-    problem = group.add(pid)
-    if problem:
-        group.remove()
-        return None, False, f"CPU limit NOT enforced: {problem}"
-    return group, True, f"held to {cpu:g} CPU by a cgroup, as a pod's limit would be"
-
-
 def _start(argv: list[str]) -> subprocess.Popen:
+    """Start `argv` in a session of its own (so a limit acts on its process group only), tied to our life."""
     from servelab.server.process import die_with_parent
 
     parent = os.getpid()
-    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, preexec_fn=lambda: die_with_parent(parent))
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=lambda: die_with_parent(parent))
 
 
-def _finish(process: subprocess.Popen, group) -> tuple[str, float]:
+def _finish(process: subprocess.Popen) -> tuple[str, float]:
     """Read the rest of the output, reap the process and return (output, CPU seconds it used)."""
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    if group is not None:
-        group.remove()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(process.args[:5])} ... exited with {process.returncode}:\n{output}")
     return output, usage.ru_utime + usage.ru_stime
@@ -109,18 +96,38 @@ def run_job(manifest: dict) -> ProcessRun:
     """Run a Job's container (`servelab score ...`) here as one process, from start to exit.
 
     Neither backend runs Jobs, so the lab runs the container's command itself, held to the
-    container's CPU limit where this machine allows, and times all of it: start-up and model
-    load are part of what a cluster bills a Job's pod for.
+    container's limits by the rung a pod would get here, and times all of it: start-up and model
+    load are part of what a cluster bills a Job's pod for. Its CPU seconds are the kernel's count
+    for the exited process, the same on every rung.
     """
-    from servelab.backends.manifests import cpu_cores
+    from servelab.backends.manifests import cpu_cores, memory_bytes
 
     spec = container(manifest)
-    started = time.perf_counter()
-    process = _start([sys.executable, "-m", "servelab.cli", *map(str, spec["args"])])
-    limit = cpu_cores(spec.get("resources", {}).get("limits", {}).get("cpu"))
-    group, enforced, note = _cpu_group(process.pid, limit, manifest["metadata"]["name"])
-    output, cpu_s = _finish(process, group)
-    return ProcessRun(output.strip(), time.perf_counter() - started, cpu_s, limit, enforced, note)
+    wanted = spec.get("resources", {}).get("limits", {})
+    cpu, memory = cpu_cores(wanted.get("cpu")), memory_bytes(wanted["memory"]) if "memory" in wanted else None
+    ladder = limits.detect()
+    try:
+        held = ladder.hold(manifest["metadata"]["name"], cpu, memory)
+        started = time.perf_counter()
+        process = _start(held.command([sys.executable, "-m", "servelab.cli", *map(str, spec["args"])]))
+        held.add(process.pid)
+        try:
+            output, cpu_s = _finish(process)
+        finally:
+            held.remove()
+    finally:
+        ladder.close()
+    enforced, note = _held_note(held, cpu, ladder)
+    return ProcessRun(output.strip(), time.perf_counter() - started, cpu_s, cpu, enforced, note)
+
+
+def _held_note(held: limits.Held, cpu: float | None, ladder: limits.Ladder) -> tuple[str | bool, str]:
+    """(what held the process, a sentence saying so) for a run's record."""
+    if cpu is None:
+        return False, "no CPU limit asked for: this machine's full speed"
+    if not held.held:
+        return False, f"CPU limit NOT enforced: {held.problem}"
+    return held.rung, f"held to {cpu:g} CPU by the {held.rung} rung, as a pod's limit would be: {limits.MEANING[held.rung]}"
 
 
 def job_pod(manifest: dict, run: ProcessRun):
@@ -143,35 +150,46 @@ class EdgeRun:
 
 
 def predict_on_device(model: str, n: int, *, cpu: float | None = None) -> EdgeRun:
-    """`n` single-row predictions back to back with `models.Model` in-process, in a process held to
-    `cpu` cores (a small device's budget) or, with `cpu=None`, at this machine's full speed.
+    """`n` single-row predictions back to back with `models.Model` in-process, in a process of its own
+    that runs as a CPU `cpu` times as fast as one of this machine's cores (a small device) or, with
+    `cpu=None`, at this machine's full speed.
 
-    The limit is applied after the model is loaded, so only the predictions pay for it; a device
-    would load its model once, at start.
+    The device is emulated by pacing (servelab.limits.pacing), not by a CPU quota: every prediction
+    lasts 1/`cpu` times what it costs this machine back to back (measured first, in the device
+    process), as on a slower CPU; a quota would run most predictions at full speed and stall one
+    per period. The model loads at full speed, before timing starts: a device would load its model
+    once, at start.
     """
-    process = _start([sys.executable, "-c", _EDGE_SCRIPT, model, str(n)])
+    device = SlowerCpu(1.0 if cpu is None else cpu)
+    process = _start([sys.executable, "-c", _EDGE_SCRIPT, model, str(n), str(device.share)])
     if process.stdout.readline().strip() != "loaded":
-        _finish(process, None)  # raises with what the process said
-    group, enforced, note = _cpu_group(process.pid, cpu, f"device-{model}")
+        _finish(process)  # raises with what the process said
     started = time.perf_counter()
     process.stdin.write("go\n")
     process.stdin.close()
-    output, _ = _finish(process, group)
+    output, _ = _finish(process)
     measured = json.loads(output)
+    device.call_cpu_s = measured["call_cpu_s"]
+    if cpu is None:
+        enforced, note = False, "no CPU limit asked for: this machine's full speed"
+    else:
+        enforced, note = "paced", device.describe()
     run = ProcessRun("", time.perf_counter() - started, measured["cpu_s"], cpu, enforced, note)
     return EdgeRun(model, np.asarray(measured["seconds"]), run)
 
 
 def edge_table(runs: dict[str, EdgeRun], slo_ms: float) -> pd.DataFrame:
     """Per device run: per-prediction percentiles and mean (ms), predictions per second back to back,
-    the share within `slo_ms`, and whether the CPU limit was enforced."""
+    the share within `slo_ms`, how the device's speed was set (`limit enforced`: "paced" for a slower
+    CPU) and the CPU each prediction took on this machine (a paced one waits (1/share - 1) times that)."""
     rows = {}
     for name, run in runs.items():
         ms = run.seconds * 1000
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
         rows[name] = {"model": run.model, "CPU limit": run.process.cpu_limit, "limit enforced": run.process.limit_enforced,
                       "p50 (ms)": p50, "p95 (ms)": p95, "p99 (ms)": p99, "mean (ms)": ms.mean(),
-                      "predictions/s": len(ms) / run.seconds.sum(), f"within {slo_ms:g} ms (%)": 100 * (ms <= slo_ms).mean()}
+                      "predictions/s": len(ms) / run.seconds.sum(), f"within {slo_ms:g} ms (%)": 100 * (ms <= slo_ms).mean(),
+                      "CPU per prediction (ms)": 1000 * run.process.cpu_s / len(ms)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

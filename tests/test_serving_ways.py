@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from servelab import cost, serving_ways
+from servelab import cost, limits, serving_ways
 from servelab.backends.manifests import container
 
 
@@ -22,7 +25,7 @@ def test_run_job_runs_the_jobs_command_and_its_pod_pays_for_its_requests():
     run = serving_ways.run_job(manifest)
     assert "scored 200 rows with tiny in batches of 50" in run.output
     assert run.seconds > 0 and run.cpu_s > 0 and run.cpu_limit == 0.5
-    assert run.limit_enforced or "NOT enforced" in run.note
+    assert run.limit_enforced in limits.MEANING or "NOT enforced" in run.note
     assert serving_ways.rows_per_s(run) > 0
     pod = serving_ways.job_pod(manifest, run)
     assert (pod.cpu_request_cores, pod.memory_request_gib, pod.end_s) == (0.5, 0.25, run.seconds)
@@ -34,12 +37,25 @@ def test_run_job_says_what_a_failing_job_printed():
         serving_ways.run_job(manifest)
 
 
-def test_predict_on_device_times_each_prediction_and_says_whether_limited():
-    free = serving_ways.predict_on_device("tiny", 5)
-    assert len(free.seconds) == 5 and (free.seconds > 0).all()
+def test_the_job_is_held_by_the_rung_a_pod_would_get(monkeypatch):
+    monkeypatch.setenv("SERVELAB_LIMITS", "userspace")
+    run = serving_ways.run_job(serving_ways.batch_job(model="tiny", rows=200, batch_size=50))
+    assert run.limit_enforced == "userspace" and "by the userspace rung" in run.note and run.cpu_s > 0
+    monkeypatch.setenv("SERVELAB_LIMITS", "none")
+    run = serving_ways.run_job(serving_ways.batch_job(model="tiny", rows=200, batch_size=50))
+    assert run.limit_enforced is False and "NOT enforced: SERVELAB_LIMITS=none" in run.note
+
+
+def test_a_device_is_a_uniformly_slower_cpu_every_prediction_slowed_not_a_few_stalled():
+    free = serving_ways.predict_on_device("medium", 40)
+    assert len(free.seconds) == 40 and (free.seconds > 0).all()
     assert not free.process.limit_enforced and "no CPU limit" in free.process.note
-    limited = serving_ways.predict_on_device("tiny", 5, cpu=0.5)
-    assert limited.process.limit_enforced or "NOT enforced" in limited.process.note
+    slow = serving_ways.predict_on_device("medium", 40, cpu=0.25)
+    assert slow.process.limit_enforced == "paced" and "4x slower" in slow.process.note
+    # Every prediction lasts at least 1/share of its back-to-back cost (a quota would leave most at full speed).
+    back_to_back_s = float(re.search(r"\(([\d.]+) ms back to back here", slow.process.note).group(1)) / 1000
+    assert (slow.seconds >= 0.99 * back_to_back_s / 0.25).all()
+    assert np.median(slow.seconds) > 2 * np.median(free.seconds)
 
 
 def edge_run(model: str, ms: list[float], cpu: float | None = None, enforced: bool = False):
@@ -55,6 +71,7 @@ def test_edge_table_reads_percentiles_rate_and_share_within_the_slo():
     assert row["p50 (ms)"] == pytest.approx(2.0) and row["p95 (ms)"] > 50
     assert row["mean (ms)"] == pytest.approx(19.6) and row["predictions/s"] == pytest.approx(1000 / 19.6)
     assert row["within 50 ms (%)"] == pytest.approx(80.0) and row["limit enforced"]
+    assert row["CPU per prediction (ms)"] == pytest.approx(19.6), "the run's CPU seconds over its predictions"
 
 
 def test_serving_ways_prices_each_way_by_its_own_rule():

@@ -4,7 +4,7 @@
   reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
 - node.py: what this machine holds as one node (allocatable CPU, memory, pods) and whether a pod fits
 - pods.py: one pod's life (Pending until scheduled, probes, restarts with back-off, graceful termination, CPU usage)
-- cgroups.py: CPU/memory limits with Linux cgroups v1/v2, detected, never assumed
+- CPU/memory limits come from servelab/limits (a cgroup, a user scope or the userspace enforcer)
 - proxy/ / service.py: the Service, a load-balancing proxy process (balancing per request or per
   connection, optionally adding a network round trip) and its owner-side handle
 - processes.py: children that die with their owner; who holds a port

@@ -21,9 +21,8 @@ import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from servelab import hpa
+from servelab import hpa, limits
 from servelab.backends import base
-from servelab.backends.local import cgroups
 from servelab.backends.local.manifests import (
     KIND_RESOURCE, ContainerSpec, check_local, kind_of, pod_suffix, pod_template_hash, replicas_problem,
 )
@@ -156,10 +155,9 @@ class LocalCluster(base.Cluster):
         self._hpas: dict[str, _HPA] = {}
         self._finished: list[Pod] = []
         self._log_dir = Path(tempfile.mkdtemp(prefix="servelab-pods-"))
-        cgroups.remove_stale()
-        self.cgroups = cgroups.detect()
-        if not self.cgroups.usable:
-            cgroups.warn_once(self.cgroups.reason)
+        self.limits = limits.detect()
+        if self.limits.rung is None:
+            limits.warn_once(self.limits.reason)
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="servelab-local-cluster", daemon=True)
@@ -366,11 +364,9 @@ class LocalCluster(base.Cluster):
             self._start_pod(pod)
 
     def _start_pod(self, pod: Pod) -> None:
-        group = None
-        if self.cgroups.usable:
-            group = cgroups.PodGroup(self.cgroups, pod.name, pod.spec.cpu_limit, pod.spec.memory_limit)
-            if group.problem:
-                cgroups.warn_once(group.problem)
+        group = self.limits.hold(pod.name, pod.spec.cpu_limit, pod.spec.memory_limit)
+        if group.problem:
+            limits.warn_once(group.problem)
         pod.start(_free_port(), group)
 
     def _terminate(self, pods: list[Pod]) -> None:
@@ -632,9 +628,9 @@ class LocalCluster(base.Cluster):
                 "name": p.name, "start_s": round(self._t0_unix + start, 3), "end_s": round(self._t0_unix + end, 3),
                 "cpu_request_cores": p.spec.cpu_request, "memory_request_gib": p.spec.memory_request / 2**30,
                 "cpu_used_core_s": round(p.cpu_used_between(start, end), 3),
+                "limits_enforced": p.group.rung if p.group.held else False,
             })
-        problems = sorted({p.limit_problem for p in all_pods if p.limit_problem})
-        enforced = self.cgroups.usable and not problems
+        enforced, note = self.limits.summary({p.name: p.group for p in all_pods if p.group is not None})
         first = next(iter(self._deployments.values()), None)
         spec = first.spec if first else None
         return {
@@ -646,8 +642,7 @@ class LocalCluster(base.Cluster):
             "memory_request_gib": spec.memory_request / 2**30 if spec else None,
             "memory_limit_gib": spec.memory_limit / 2**30 if spec and spec.memory_limit else None,
             "limits_enforced": enforced,
-            "limits_note": "" if enforced else (problems[0] if problems else self.cgroups.reason),
-            "cgroup_version": self.cgroups.version,
+            "limits_note": note,
             "service_mode": self.service_mode,
             "services": [{"name": name, "url": f"http://127.0.0.1:{s.proxy.port}", **s.proxy.round_trip.metadata()}
                          for name, s in self._services.items()],
@@ -668,7 +663,7 @@ class LocalCluster(base.Cluster):
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self.watchdog.close()
-            cgroups.remove_parent(self.cgroups)
+            self.limits.close()
             shutil.rmtree(self._log_dir, ignore_errors=True)
             _live.discard(self)
             atexit.unregister(self.close)

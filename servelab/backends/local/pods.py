@@ -18,13 +18,11 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-import psutil
-
 from servelab.backends import base
-from servelab.backends.local.cgroups import PodGroup
 from servelab.backends.local.manifests import ContainerSpec, Probe
 from servelab.backends.local.processes import Watchdog, kill_group, spawn
 from servelab.load import http
+from servelab.limits import Held
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 10.0, 300.0, 600.0
 
@@ -54,7 +52,7 @@ class Pod:
         self.owner, self.name, self.deployment, self.template_hash = owner, name, deployment, template_hash
         self.spec = spec
         self.port: int | None = None  # given when scheduled, as a pod gets its IP
-        self.group: PodGroup | None = None
+        self.group: Held | None = None
         self.labels = {**spec.labels, "pod-template-hash": template_hash}
         self.log_path = log_dir / f"{name}.log"
         self.created_s = owner.now()
@@ -69,9 +67,7 @@ class Pod:
         self.last_restart_s: float | None = None
         self.deleting = False
         self.process: asyncio.subprocess.Process | None = None
-        self.limit_problem = ""
         self.cpu_samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=4 * 3600)
-        self._cpu_previous_s = 0.0  # CPU seconds of earlier containers (psutil fallback)
         self._cpu_last_s = 0.0
         self._task: asyncio.Task | None = None
         self._termination: asyncio.Task | None = None
@@ -89,10 +85,9 @@ class Pod:
             self.pending_reason = reason
             self.owner.record(base.POD_UNSCHEDULABLE, self.obj, reason, deployment=self.deployment)
 
-    def start(self, port: int, group: PodGroup | None) -> None:
-        """Scheduled: the pod gets its port (and cgroup) and its container starts."""
+    def start(self, port: int, group: Held) -> None:
+        """Scheduled: the pod gets its port and its CPU/memory limit, and its container starts."""
         self.port, self.group, self.pending_reason = port, group, None
-        self.limit_problem = "" if group is None else group.problem
         self.scheduled_s = self.owner.now()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -126,7 +121,7 @@ class Pod:
         """Start the process, probe it while it runs, return its exit code (-N: killed by signal N)."""
         with open(self.log_path, "ab") as log:
             self.process = await spawn(
-                self.spec.argv(self.port),
+                self.group.command(self.spec.argv(self.port)),
                 env=self._environment(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
@@ -135,15 +130,15 @@ class Pod:
         self.owner.watchdog.watch(self.process.pid)
         if self.deleting:  # deleted while it was starting
             kill_group(self.process.pid)
-        if self.group is not None and not self.limit_problem:
-            self.limit_problem = self.group.add(self.process.pid)
+        await asyncio.get_running_loop().run_in_executor(None, self.group.add, self.process.pid)
+        held_by = self.group.rung if self.group.held else False
         self.status = "Running"
-        self.owner.record(base.POD_RUNNING, self.obj, f"started pid {self.process.pid}", pid=self.process.pid)
+        self.owner.record(base.POD_RUNNING, self.obj, f"started pid {self.process.pid}; limits held by {held_by or 'nothing'}",
+                          pid=self.process.pid, limits_enforced=held_by)
         probes = [asyncio.create_task(self._readiness()), asyncio.create_task(self._liveness())]
         exit_code = await self.process.wait()
         for probe in probes:
             probe.cancel()
-        self._cpu_previous_s = self._cpu_last_s
         self.owner.watchdog.forget(self.process.pid)
         kill_group(self.process.pid)  # anything the server left behind in its group
         if self.ready:
@@ -228,16 +223,14 @@ class Pod:
             await asyncio.gather(self._task, return_exceptions=True)
         self.sample_cpu()
         self.ended_s = self.owner.now()
-        if self.group is not None:
-            self.group.remove()
+        self.group.remove()
         self.status = "Gone"
         self.owner.record(base.POD_GONE, self.obj, "deleted", cpu_used_core_s=round(self.cpu_used_s(), 3))
 
     async def _pre_stop(self, timeout: float) -> None:
-        hook = await spawn(self.spec.pre_stop, env=self._environment(), stdin=asyncio.subprocess.DEVNULL,
+        hook = await spawn(self.group.command(self.spec.pre_stop), env=self._environment(), stdin=asyncio.subprocess.DEVNULL,
                            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        if self.group is not None and not self.group.problem:
-            self.group.add(hook.pid)
+        await asyncio.get_running_loop().run_in_executor(None, self.group.add, hook.pid)
         try:
             await asyncio.wait_for(hook.wait(), timeout)
         except asyncio.TimeoutError:
@@ -261,30 +254,11 @@ class Pod:
     # -- CPU, as metrics-server would report it ----------------------------------------------------
 
     def sample_cpu(self) -> None:
-        """Record cumulative CPU seconds now (cgroup cpuacct when we have one, else psutil)."""
+        """Record cumulative CPU seconds now, from where the pod's limit is held (servelab.limits)."""
         if self.scheduled_s is None:
             return  # a Pending pod has no metrics, as metrics-server has none for it
-        used = self._cpu_from_cgroup()
-        if used is None:
-            used = self._cpu_previous_s + self._cpu_from_process()
-        self._cpu_last_s = max(used, self._cpu_last_s)
+        self._cpu_last_s = max(self.group.cpu_used_s(), self._cpu_last_s)
         self.cpu_samples.append((self.owner.now(), self._cpu_last_s))
-
-    def _cpu_from_cgroup(self) -> float | None:
-        if self.group is None or self.group.problem:
-            return None
-        ns = self.group.usage_ns()
-        return None if ns is None else ns / 1e9
-
-    def _cpu_from_process(self) -> float:
-        if not self._alive():
-            return self._cpu_last_s - self._cpu_previous_s
-        try:
-            proc = psutil.Process(self.process.pid)
-            times = [proc.cpu_times()] + [c.cpu_times() for c in proc.children(recursive=True)]
-        except psutil.Error:
-            return self._cpu_last_s - self._cpu_previous_s
-        return sum(t.user + t.system for t in times)
 
     def cpu_used_s(self) -> float:
         return self._cpu_last_s
