@@ -91,14 +91,16 @@ class Connection(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._cancel_deadline()
         super().on_headers_complete()
         if self._closing and self.cycle is not None:
             self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._cancel_deadline()
         super().on_message_complete()
 
     def _cancel_deadline(self) -> None:
