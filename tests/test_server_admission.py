@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -97,3 +98,16 @@ def test_past_max_connections_a_new_connection_gets_a_503_and_is_closed_but_prob
             time.sleep(0.05)
         assert call("POST", server.predict_url, ROW).status == 200
         watch.close()
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http_and_leaves_the_connection_count_right():
+    with ServerProcess() as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                assert not sock.recv(65536).startswith(b"HTTP/1.1 101")
+        deadline = time.monotonic() + 10
+        while metric(server.url, "servelab_connections_open") != 1:  # the scrape's own connection
+            assert time.monotonic() < deadline, "upgraded connections stayed counted"
+            time.sleep(0.05)

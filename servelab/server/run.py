@@ -134,6 +134,7 @@ def serve(options: Options, sock: socket.socket) -> None:
         app,
         loop="uvloop",
         http="httptools",
+        ws="none",  # no WebSocket routes; an upgrade would also take the connection out of the count
         lifespan="off",
         access_log=False,
         proxy_headers=False,  # the app never reads client addresses: skip that per-request layer
