@@ -10,7 +10,7 @@ import sys
 import time
 
 # Run in this order: each one leaves the machine idle for the next.
-AREAS = ["server", "load", "local", "chaos", "quota", "sim", "sim_live"]
+AREAS = ["server", "overload", "workers", "load", "local", "chaos", "quota", "sim", "sim_live"]
 
 
 def main() -> int:

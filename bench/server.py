@@ -22,18 +22,18 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import psutil
+
+from bench import wrk
 
 BODY = b'{"instances": [[1.0, 2.0, 5.0]]}'
 PATH = "/v1/models/my-model:predict"
@@ -167,58 +167,35 @@ def _check_answer(url: str) -> None:
         raise AssertionError(f"{url} answered {answer}, not 0.75")
 
 
-def _wrk(wrk: str, script: str, url: str, duration_s: int, pid: int) -> dict:
+def _wrk(script: str, url: str, duration_s: int, pid: int) -> dict:
     """Run wrk; requests/s, p50/p99 in ms, non-2xx answers, and the server's CPU time per request."""
     server = psutil.Process(pid)
     cpu_before = sum(server.cpu_times()[:2])
-    out = subprocess.run(
-        [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration_s}s", "--latency", "-s", script, url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    report = wrk.run(url, script, connections=CONNECTIONS, duration_s=duration_s, threads=THREADS)
     cpu_s = sum(server.cpu_times()[:2]) - cpu_before
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-    def percentile(p: str) -> float:
-        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
-        return float(value) * units[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": percentile("50"),
-        "p99_ms": percentile("99"),
-        "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
-        "cpu_us": cpu_s / max(requests, 1) * 1e6,
-    }
+    return {**report, "errors": report["non_2xx"] + report["socket_errors"],
+            "cpu_us": cpu_s / max(report["requests"], 1) * 1e6}
 
 
-def _http_table(wrk: str) -> None:
+def _http_table() -> None:
     from servelab.server import ServerProcess
 
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f"wrk.method = \"POST\"\nwrk.body = '{BODY.decode()}'\n"
-                     "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
     print(f"HTTP: wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s --latency, POST {BODY.decode()}, model tiny, "
           f"1 onnxruntime thread, 6 rounds in rotating order (each run after a {WARMUP_S} s warm-up); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     runs: dict[str, list[dict]] = {"floor (raw ASGI)": [], "servelab": [], "plain FastAPI": []}
-    try:
-        with _Yardstick("floor") as floor, ServerProcess(model="tiny", name="my-model") as server, \
-                _Yardstick("fastapi") as plain:
-            targets = {"floor (raw ASGI)": (floor.predict_url, floor.process.pid),
-                       "servelab": (server.predict_url, server.pid),
-                       "plain FastAPI": (plain.predict_url, plain.process.pid)}
-            for url, _ in targets.values():
-                _check_answer(url)
-            for order in _rotations(list(targets)):
-                for label in order:
-                    url, pid = targets[label]
-                    _wrk(wrk, script.name, url, WARMUP_S, pid)
-                    runs[label].append(_wrk(wrk, script.name, url, DURATION_S, pid))
-    finally:
-        os.unlink(script.name)
+    with wrk.post_script(BODY) as script, _Yardstick("floor") as floor, \
+            ServerProcess(model="tiny", name="my-model") as server, _Yardstick("fastapi") as plain:
+        targets = {"floor (raw ASGI)": (floor.predict_url, floor.process.pid),
+                   "servelab": (server.predict_url, server.pid),
+                   "plain FastAPI": (plain.predict_url, plain.process.pid)}
+        for url, _ in targets.values():
+            _check_answer(url)
+        for order in _rotations(list(targets)):
+            for label in order:
+                url, pid = targets[label]
+                _wrk(script, url, WARMUP_S, pid)
+                runs[label].append(_wrk(script, url, DURATION_S, pid))
     floor_rounds = runs["floor (raw ASGI)"]
     print(f"  {'server':<18}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'vs floor':>10}{'CPU/req':>10}"
           "   per-round req/s ratio")
@@ -301,7 +278,7 @@ def _feature_table() -> None:
     from servelab.server.app import ModelServer, Options
 
     server = ModelServer(Options())
-    session_run = server.model.session.run
+    session_run = server.inference.model.session.run
 
     def bare_parse(body: bytes) -> tuple:
         return np.array(orjson.loads(body)["instances"], dtype=np.float32).reshape(-1, 3), False
@@ -312,7 +289,7 @@ def _feature_table() -> None:
                                      mock.patch.object(server.metrics, "inference", lambda *a: None)]),
         "without 6-digit rounding": (server, [mock.patch.object(protocols, "display", lambda p: p.tolist())]),
         "without input checks": (server, [mock.patch.object(protocols, "parse_tfserving", bare_parse)]),
-        "with ort's public run": (server, [mock.patch.object(server, "_model_run",
+        "with ort's public run": (server, [mock.patch.object(server.inference, "_model_run",
                                                              lambda x: session_run(["probability"], {"x": x})[0])]),
     })
     served = best["as served"]
@@ -337,12 +314,11 @@ def _model_table() -> None:
 
 
 def main() -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    if shutil.which("wrk") is None:
         print("wrk is not installed (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk); "
               "skipping the HTTP comparison")
     else:
-        _http_table(wrk)
+        _http_table()
     _app_table()
     _feature_table()
     _model_table()

@@ -64,3 +64,31 @@ def test_export_counts_the_best_attempt_and_every_attempt(tmp_path, pattern):
     [ann] = rows
     assert ann["pattern:fastest-architecture"] == "1" and ann["pattern:hpa-desired-replicas"] == "1"
     assert (ann["pattern:score"], ann["pattern:attempts"], ann["pattern:late"], ann["total"]) == ("2", "2", "1", "2")
+
+
+FORMULAS = ['=HYPERLINK("http://evil/","x")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3", "\tfoo", "\rbar"]
+
+
+def test_export_escapes_cells_a_spreadsheet_would_run_as_formulas(tmp_path, pattern):
+    """OWASP's CSV-injection rule, in the one export function both the service and the CLI call."""
+    db = tmp_path / "g.sqlite"
+    book = Gradebook(db)
+    book.add_roster([(f"s{i}", name) for i, name in enumerate(FORMULAS)] + [("plain", "Ann O'Neil")])
+    book.record(grade(pattern, {"fastest-architecture": "C"}), "s0")
+    text = book.export_csv({"pattern": pattern})
+    rows = {row["student"]: row for row in csv.DictReader(io.StringIO(text, newline=""))}
+    assert [rows[f"s{i}"]["name"] for i in range(len(FORMULAS))] == ["'" + name for name in FORMULAS]
+    assert rows["plain"]["name"] == "Ann O'Neil"
+    assert rows["s0"]["pattern:score"] == "1"  # numbers stay numbers
+
+
+def test_cli_export_writes_the_same_escaped_csv(tmp_path, pattern):
+    from quiz_fixtures import servelab
+
+    db, roster = tmp_path / "g.sqlite", tmp_path / "roster.csv"
+    roster.write_text('student,name\nann,"=HYPERLINK(""http://evil/"",""x"")"\n')
+    Gradebook(db).add_roster(read_roster(roster))
+    exported = servelab("grader", "export", "--db", str(db), "--bank-dir", str(BANKS), "--csv", "-")
+    assert exported.returncode == 0, exported.stderr
+    [ann] = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert ann["name"] == '\'=HYPERLINK("http://evil/","x")'

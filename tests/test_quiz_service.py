@@ -200,3 +200,24 @@ def test_unknown_paths_and_methods_answer_in_the_same_error_shape(grader):
     client, _ = grader
     assert client.get("/v1/nothing").json() == {"error": "Not Found"}
     assert client.post("/v1/health").json() == {"error": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize("levels", [40, 5000])
+def test_deeply_nested_answers_get_the_json_400_not_a_plain_500(tmp_path, levels):
+    db = tmp_path / "g.sqlite"
+    book = Gradebook(db)
+    book.add_roster([("ann", "")])
+    token = book.issue_tokens()["ann"]
+    body = '{"quiz": "pattern", "answers": {"fastest-architecture": %s}}' % ("[" * levels + "]" * levels)
+    with TestClient(create_app(db, BANKS)) as client:
+        reply = client.post("/v1/submissions", content=body, headers={**bearer(token), "Content-Type": "application/json"})
+        assert reply.status_code == 400, reply.text
+        assert "more than 16 levels deep" in reply.json()["error"]
+        assert client.get("/v1/health").status_code == 200
+
+
+def test_export_csv_over_http_escapes_formulas_like_the_cli(grader):
+    client, tokens = grader
+    reply = client.get("/v1/export.csv", headers=bearer(tokens["instructor"]))
+    assert reply.status_code == 200
+    assert list(csv.DictReader(io.StringIO(reply.text)))[0]["name"] == "Student ann"  # plain text is untouched

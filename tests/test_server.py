@@ -67,11 +67,39 @@ def test_triton_client_json_mode(server):
         client.close()
 
 
+def _deep(levels: int, inner: str = "1") -> str:
+    return "[" * levels + inner + "]" * levels
+
+
+def _oip(**fields: str) -> str:
+    """An OIP infer body whose top-level fields (JSON text) are added to a valid one-row tensor."""
+    tensor = '{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 5]}'
+    return "{" + ", ".join([f'"inputs": [{tensor}]', *(f'"{k}": {v}' for k, v in fields.items())]) + "}"
+
+
 def _bad_inputs(server: ServerProcess) -> list[tuple[str, str, object, dict, int, str]]:
     """(method, url, body, headers, status, words the error must contain) for every case of the issue."""
     predict, infer, url = server.predict_url, server.infer_url, server.url
     oip = '{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "%s", "data": %s}]}'
     return [
+        # Wrong types where the protocol wants an object, a list, a string: 400, never a 500.
+        ("POST", infer, _oip(parameters="1"), {}, 400, '"parameters" must be a JSON object'),
+        ("POST", infer, _oip(parameters="[1]"), {}, 400, '"parameters" must be a JSON object'),
+        ("POST", infer, _oip(parameters='"binary"'), {}, 400, '"parameters" must be a JSON object'),
+        ("POST", infer, _oip(outputs="5"), {}, 400, '"outputs" must be a list'),
+        ("POST", infer, _oip(outputs="true"), {}, 400, '"outputs" must be a list'),
+        ("POST", infer, _oip(outputs='[{"name": "probability", "parameters": 7}]'), {}, 400, "must be a JSON object"),
+        ("POST", infer, oip.replace('"%s"', "%s") % ('["FP32"]', "[1, 2, 5]"), {}, 400, "FP32 or FP64"),
+        ("POST", infer, '{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 5], '
+                        '"parameters": 3}]}', {}, 400, "of an input must be a JSON object"),
+        ("POST", infer, _oip(id="7"), {}, 400, '"id" must be a string'),
+        ("POST", infer, _oip(id=_deep(1000)), {}, 400, '"id" must be a string'),
+        # Nesting deep enough to break a recursive walk (or orjson's own limit): 400 too.
+        ("POST", predict, '{"instances": %s}' % _deep(1000, "1.0, 2.0, 5.0"), {}, 400, "nested more than 32"),
+        ("POST", predict, '{"instances": [[1, 2, 5], %s]}' % _deep(1000), {}, 400, "nested more than 32"),
+        ("POST", infer, oip % ("FP32", _deep(1000)), {}, 400, "nested more than 32"),
+        ("POST", infer, '{"inputs": [{"name": %s}]}' % _deep(1000), {}, 400, "unknown input"),
+        ("POST", predict, '{"instances": %s}' % _deep(2000), {}, 400, "malformed JSON"),
         ("POST", predict, '{"instances": [1.0, 2.0', {}, 400, "malformed JSON"),
         ("POST", predict, '{"instances": [[1, 2, 5]], "inputs": [[1, 2, 5]]}', {}, 400, "got both"),
         ("POST", predict, '{"data": [[1, 2, 5]]}', {}, 400, "got neither"),
@@ -134,8 +162,15 @@ def test_oip_server_metadata_and_health(server):
 
 def test_openapi_documents_every_route_including_the_fast_ones(server):
     spec = call("GET", f"{server.url}/openapi.json").json()
+    paths = spec["paths"]
     for path in ("/v1/models/my-model:predict", "/v2/models/my-model/infer", "/v1/models/{model}", "/v2/health/ready"):
-        assert path in spec["paths"], path
+        assert path in paths, path
+    for path in ("/v1/models/{model}", "/v1/models/{model}/metadata", "/v2/models/{model}", "/v2/models/{model}/ready",
+                 "/v1/models/my-model:predict", "/v2/models/my-model/infer"):
+        error = paths[path][next(iter(paths[path]))]["responses"]["404"]
+        assert "error" in error["content"]["application/json"]["schema"]["properties"], path
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert call("GET", f"{server.url}/metrics").headers["content-type"].startswith("text/plain")
     assert call("GET", f"{server.url}/docs").status == 200
 
 

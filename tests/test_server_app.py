@@ -1,4 +1,4 @@
-"""The ASGI app in-process: readiness while draining, and the SIGTERM hook that sets it."""
+"""The ASGI app in-process: readiness while draining, and how the runner reacts to SIGTERM and Ctrl-C."""
 
 from __future__ import annotations
 
@@ -43,17 +43,27 @@ def test_readiness_turns_false_while_draining_and_liveness_stays(app):
         assert status == 503 and body["ready"] is False and "SIGTERM" in body["error"]
         assert asgi(app, "GET", "/v2/models/my-model/ready")[0] == 503
         assert asgi(app, "GET", "/v2/health/live")[0] == 200
-        # Requests already on their way are still answered while draining.
+        # Requests keep being answered while draining.
         assert asgi(app, "POST", "/v1/models/my-model:predict", b'{"instances": [1, 2, 5]}') == (200, {"predictions": [0.75]})
     finally:
         app.draining = False
 
 
-def test_sigterm_marks_the_app_draining_before_uvicorn_starts_to_close(app):
-    server = _Uvicorn(uvicorn.Config(app), app)
+def test_sigterm_turns_readiness_false_at_once_and_stops_only_after_the_drain_delay():
+    app = ModelServer(Options(drain_delay=0.2))
+    server = _Uvicorn(uvicorn.Config(app), app, sock=None)
     server.handle_exit(signal.SIGTERM, None)
+    assert app.draining and not server.should_exit
+    assert asyncio.run(server.on_tick(1)) is False  # still serving within the delay
+    asyncio.run(asyncio.sleep(0.25))
+    assert asyncio.run(server.on_tick(2)) is True and server.should_exit
+
+
+def test_ctrl_c_stops_without_the_drain_delay():
+    app = ModelServer(Options(drain_delay=60))
+    server = _Uvicorn(uvicorn.Config(app), app, sock=None)
+    server.handle_exit(signal.SIGINT, None)
     assert app.draining and server.should_exit
-    app.draining = False
 
 
 def test_versioned_paths_serve_the_same_model(app):
@@ -61,15 +71,15 @@ def test_versioned_paths_serve_the_same_model(app):
     assert asgi(app, "POST", "/v1/models/my-model/versions/2:predict", b'{"instances": [1, 2, 5]}')[0] == 404
 
 
-def test_admission_counts_predictions_until_they_answer():
-    app = ModelServer(Options(max_concurrency=1))
-    calls = []
+def test_a_body_that_never_arrives_is_a_408_not_an_empty_body(app):
+    scope = {"type": "http", "method": "POST", "path": "/v1/models/my-model:predict", "headers": []}
+    sent: list[dict] = []
 
-    async def downstream(scope, receive, send):
-        calls.append(app.in_flight)
+    async def receive():
+        return {"type": "http.disconnect"}
 
-    first = app.admit(downstream)
-    assert app.in_flight == 1 and app.admit(downstream) == app.reject  # the second is over the limit
-    asyncio.run(first({}, None, None))
-    assert calls == [1] and app.in_flight == 0
-    assert app.admit(downstream) != app.reject
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 408

@@ -17,7 +17,7 @@ from servelab.server.batching import Batcher
 def test_batcher_splits_results_back_and_respects_max_size():
     calls: list[int] = []
 
-    def run(x):
+    async def run(x):
         calls.append(len(x))
         return x.sum(axis=1), 0.001
 
@@ -34,7 +34,7 @@ def test_batcher_splits_results_back_and_respects_max_size():
 
 
 def test_batcher_passes_a_failure_to_every_waiting_request():
-    def run(x):
+    async def run(x):
         raise RuntimeError("model failed")
 
     async def scenario():
@@ -46,7 +46,7 @@ def test_batcher_passes_a_failure_to_every_waiting_request():
 
 def test_batcher_rejects_nonsense_settings():
     with pytest.raises(ValueError, match="at least 2"):
-        Batcher(lambda x: (x, 0.0), max_size=1, max_delay_s=0.01)
+        Batcher(lambda x: asyncio.sleep(0, (x, 0.0)), max_size=1, max_delay_s=0.01)
 
 
 def test_batching_server_gives_the_same_answers_in_fewer_model_calls():

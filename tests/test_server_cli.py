@@ -39,8 +39,21 @@ def test_host_defaults_to_servelab_host(monkeypatch):
         (["--batch-max-size", "1"], "--batch-max-size must be 0"),
         (["--grace-period", "0"], "--grace-period must be > 0"),
         (["--stall-every", "1", "--stall-for", "2"], "shorter than --stall-every"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--max-connections", "0"], "--max-connections must be at least 1"),
+        (["--drain-delay", "30"], "--drain-delay must be >= 0 and shorter than --grace-period"),
+        (["--header-timeout", "0"], "--header-timeout and --body-timeout must be > 0"),
     ],
 )
 def test_nonsense_settings_are_refused_with_the_rule(flags, words):
     with pytest.raises(SystemExit, match=words):
         cli.main(["serve", *flags])
+
+
+def test_every_numeric_flag_is_an_option_of_the_same_name():
+    import dataclasses
+
+    from servelab.server.app import Options
+
+    fields = {field.name for field in dataclasses.fields(Options)}
+    assert {flag[2:].replace("-", "_") for flag, *_ in serve_cli.TUNABLES} == fields - {"model", "name"}

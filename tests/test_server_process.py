@@ -21,10 +21,11 @@ def test_port_zero_gives_each_server_its_own_port_and_stop_ends_it():
     assert first.process.poll() is not None and second.process.poll() is not None
 
 
-def test_options_become_flags():
-    server = ServerProcess(model="medium", max_concurrency=5, batch_max_delay_ms=2.5, grace_period=None)
-    assert server.command(9)[3:] == ["--model", "medium", "--name", "my-model", "--fd", "9",
-                                     "--max-concurrency", "5", "--batch-max-delay-ms", "2.5"]
+def test_options_become_flags_and_a_child_drains_without_the_delay():
+    server = ServerProcess(model="medium", max_concurrency=5, batch_max_delay_ms=2.5, grace_period=None, workers=2)
+    assert server.command(9)[3:] == ["--model", "medium", "--name", "my-model", "--fd", "9", "--drain-delay", "0.0",
+                                     "--max-concurrency", "5", "--batch-max-delay-ms", "2.5", "--workers", "2"]
+    assert ServerProcess(drain_delay=2).command(9)[-2:] == ["--drain-delay", "2"]
 
 
 def test_a_server_that_cannot_start_says_why():

@@ -28,6 +28,8 @@ from servelab.quiz.grading import Grade
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 INSTRUCTOR = "instructor"
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -71,6 +73,18 @@ class Recorded:
     attempt_id: int
     number: int  # 1 for the student's first attempt at this quiz
     duplicate: bool  # True when this submission id was already stored
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """`cell`, with a leading ' when it is text a spreadsheet would run as a formula.
+
+    OWASP's advice for CSV exports: a roster name such as =HYPERLINK(...) then shows as text in
+    Excel, LibreOffice and Google Sheets instead of running; numbers are written as they are.
+    `export_csv` also quotes every text cell, so a carriage return inside one cannot start a row.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 def default_path() -> Path:
@@ -230,8 +244,8 @@ class Gradebook:
             header += [f"{name}:{qid}" for qid in bank.ids] + [f"{name}:score", f"{name}:attempts", f"{name}:late"]
         header.append("total")
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)  # text always quoted, \r included
+        writer.writerow(map(spreadsheet_safe, header))
         for student in sorted(students):
             row, total = [student, students[student]], 0
             for name, bank in banks.items():
@@ -243,5 +257,5 @@ class Gradebook:
                 row += [int(best["marks"].get(qid, False)) for qid in bank.ids]
                 row += [best["score"], len(mine), int(best["late"])]
                 total += best["score"]
-            writer.writerow(row + [total])
+            writer.writerow([spreadsheet_safe(cell) for cell in row + [total]])
         return out.getvalue()

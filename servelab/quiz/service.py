@@ -28,6 +28,9 @@ from servelab.quiz.gradebook import STUDENT_ID, AttemptLimitError, Gradebook, re
 from servelab.quiz.grading import AnswerError, grade
 
 MAX_BODY_BYTES = 64 * 1024
+# A submission nests three levels (body, answers, a list of letters); deeper bodies are refused
+# before anything walks them recursively (Python's own limit is about 1000 levels).
+MAX_DEPTH = 16
 _SUBMISSION_FIELDS = {"quiz", "student", "answers", "computed", "submission_id"}
 
 
@@ -66,6 +69,10 @@ def create_app(db: str | Path, bank_dir: str | Path, roster: str | Path | None =
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         return JSONResponse({"error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(Exception)  # a bug: still the JSON shape, and the service keeps serving
+    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}; the grader logged it"}, status_code=500)
 
     async def caller(request: Request) -> Caller:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -145,10 +152,31 @@ async def _read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise _error(413, f"request body larger than {limit} bytes")
+    too_deep = _error(400, f"body nests arrays or objects more than {MAX_DEPTH} levels deep; "
+                           "send answers as plain strings, numbers or lists of letters")
     try:
-        return json.loads(body)
+        value = json.loads(body)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _error(400, f"body is not valid JSON: {exc}") from None
+    if _too_deep(value, MAX_DEPTH):
+        raise too_deep
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when `value` nests lists or dicts more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _check_submission(body: Any, who: Caller, quiz_named: Any) -> tuple[str, Bank, dict, dict, str | None]:

@@ -2,8 +2,11 @@
 
 - `app`: the ASGI app (fast path for predictions, FastAPI for everything else)
 - `protocols`: request parsing and reply formatting, pure functions
-- `batching`, `faults`, `metrics`: dynamic batching, stall injection, Prometheus
-- `run`: uvicorn with admission control and graceful SIGTERM; `cli`: `servelab serve`
+- `inference`: where predictions run (inline, or N model workers); `batching`, `faults`, `metrics`:
+  dynamic batching, stall injection, Prometheus
+- `admission`, `listener`, `connection`: the in-flight and connection limits and their 503s, read
+  deadlines, and closing connections gently while draining
+- `run`: uvicorn with all of that and the SIGTERM drain; `cli`: `servelab serve`
 - `process`: `ServerProcess`, a server in a child process (tests, labs, local backend)
 - `client`: `post_json`, one request to a running server, as the lesson's curl sends it
 """

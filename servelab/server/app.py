@@ -3,14 +3,14 @@
 Why two layers: a prediction on the tiny model takes about 10 us of model time, while a plain
 FastAPI handler spends several times that on request objects, validation and dependency
 injection. So the two hot routes (TF Serving predict, OIP infer) are plain ASGI functions:
-read the body, orjson, numpy, onnxruntime inline on the event loop, write the reply. Every
+read the body, orjson, numpy, onnxruntime (inline on the event loop with one worker, see
+`inference`), write the reply. Every
 other route (health, metadata, /metrics, /openapi.json, /docs) is a normal FastAPI route, where
 clarity matters more than microseconds. Both share the error shape `{"error": "..."}`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,21 +20,21 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 import servelab
-from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME, Model
+from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
 from servelab.server import protocols
-from servelab.server.batching import Batcher
+from servelab.server.admission import Admission
 from servelab.server.faults import Stall
+from servelab.server.inference import Inference
 from servelab.server.metrics import CONTENT_TYPE, Metrics
-from servelab.server.openapi import prediction_paths
+from servelab.server.openapi import error_responses, prediction_paths
 from servelab.server.protocols import InputError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # ~100k rows of 3 numbers; larger bodies get 413
 DRAIN_BYTES = 64 * 1024 * 1024  # past this, a too-large body is not even read: the connection closes
-RETRY_AFTER_S = 1
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
@@ -49,10 +49,15 @@ class Options:
     model: str = "tiny"
     name: str = "my-model"
     threads: int = 1
+    workers: int = 1
     max_concurrency: int = 100
+    max_connections: int = 100
     batch_max_size: int = 0  # 0: no dynamic batching
     batch_max_delay_ms: float = 2.0
     grace_period: float = 30.0
+    drain_delay: float = 3.0
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
     stall_every: float = 0.0  # 0: no stalls
     stall_for: float = 0.0
 
@@ -63,18 +68,16 @@ class ModelServer:
     def __init__(self, options: Options):
         self.options = options
         self.name = options.name
-        self.model = Model(options.model, threads=options.threads)
-        self.in_flight = 0  # predictions admitted and not yet answered (counted by `admit`)
-        self.metrics = Metrics(lambda: self.in_flight)
+        self.admission = Admission(options.max_concurrency, options.max_connections)
+        self.metrics = Metrics(self.admission)
         self.draining = False
-        self._model_run = self.model.run
-        self.batcher = (
-            Batcher(self._run, options.batch_max_size, options.batch_max_delay_ms / 1000)
-            if options.batch_max_size
-            else None
+        self.inference = Inference(
+            options.model, options.threads, options.workers, self.metrics,
+            batch_max_size=options.batch_max_size, batch_max_delay_s=options.batch_max_delay_ms / 1000,
+            stall=Stall(options.stall_every, options.stall_for) if options.stall_every else None,
         )
-        self.stall = Stall(options.stall_every, options.stall_for) if options.stall_every else None
-        self._inline = self.batcher is None and self.stall is None
+        self._inline = self.inference.inline
+        self._run, self._predict = self.inference.run, self.inference.predict
         predict = partial(self._handle, "predict", self._parse_tfserving, protocols.tfserving_reply)
         infer = partial(self._handle, "infer", self._parse_oip, self._oip_reply)
         self._hot = {}
@@ -105,10 +108,10 @@ class ModelServer:
         try:
             message = await receive()
             body = message.get("body", b"")
-            if message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
+            if message.get("more_body", False) or len(body) > MAX_BODY_BYTES or not body:
                 body = await _read_rest(scope, receive, message)
             x, context = parse(body, scope)
-            p, seconds = self._run(x) if self._inline else await self._predict_rows(x)
+            p, seconds = self._run(x) if self._inline else await self._predict(x)
             reply = format_reply(p, context)
             await send(_ok_start(reply, seconds))
             await send({"type": "http.response.body", "body": reply})
@@ -122,7 +125,7 @@ class ModelServer:
         return protocols.parse_tfserving(body)
 
     @staticmethod
-    def _parse_oip(body: bytes, scope: dict) -> tuple[np.ndarray, object]:
+    def _parse_oip(body: bytes, scope: dict) -> tuple[np.ndarray, str | None]:
         try:
             return protocols.parse_oip(body)
         except InputError:
@@ -132,25 +135,8 @@ class ModelServer:
                 ) from None
             raise
 
-    def _oip_reply(self, p: np.ndarray, request_id: object) -> bytes:
+    def _oip_reply(self, p: np.ndarray, request_id: str | None) -> bytes:
         return protocols.oip_reply(p, self.name, request_id)
-
-    async def _predict_rows(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        if self.stall is not None:
-            wait = self.stall.remaining()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        if self.batcher is not None:
-            return await self.batcher.predict(x)
-        return self._run(x)
-
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """One inference call, inline on the event loop: a thread hop would cost more than tiny's model time."""
-        start = perf_counter()
-        p = self._model_run(x)
-        seconds = perf_counter() - start
-        self.metrics.inference(seconds, len(x))
-        return p, seconds
 
     async def _not_here(self, scope: dict, send: Send) -> None:
         """A prediction path with the wrong method (405) or another model's name (404)."""
@@ -168,34 +154,6 @@ class ModelServer:
 
     def unknown_model(self, name: str) -> InputError:
         return InputError(404, f"model {name!r} not found; this server serves {self.name!r}")
-
-    def admit(self, app: Callable) -> Callable:
-        """On a prediction's arrival: `app`, counted in flight until it answers, or the fast 503.
-
-        Called by the runner when the request arrives, before it waits for the event loop, so
-        the limit bounds the queue itself. Health checks and metadata never come through here.
-        """
-        if self.in_flight >= self.options.max_concurrency:
-            return self.reject
-        self.in_flight += 1
-
-        async def admitted(scope: dict, receive: Receive, send: Send) -> None:
-            try:
-                await app(scope, receive, send)
-            finally:
-                self.in_flight -= 1
-
-        return admitted
-
-    async def reject(self, scope: dict, receive: Receive, send: Send) -> None:
-        """The answer to a prediction past the admission limit: fast, and says when to retry."""
-        error = InputError(
-            503,
-            f"server busy: {self.options.max_concurrency} requests already in flight "
-            f"(--max-concurrency); retry after {RETRY_AFTER_S} s or add replicas",
-        )
-        await _reply_error(send, error, [(b"retry-after", b"%d" % RETRY_AFTER_S)])
-        self.metrics.request("infer" if scope["path"].endswith("/infer") else "predict", 503, 0.0)
 
 
 def _is_prediction_path(path: str) -> bool:
@@ -222,6 +180,8 @@ async def _read_rest(scope: dict, receive: Receive, message: dict) -> bytes:
         raise _too_large(int(declared), close=True)
     chunks, size = [], 0
     while True:
+        if message["type"] != "http.request":
+            raise InputError(408, "the client closed the connection, or was timed out, before its body arrived")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size <= MAX_BODY_BYTES:
@@ -310,13 +270,15 @@ def _cold_app(server: ModelServer) -> FastAPI:
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
-    @app.get("/v1/models/{model}", summary="TF Serving: model version status")
+    unknown = error_responses(404)
+
+    @app.get("/v1/models/{model}", summary="TF Serving: model version status", responses=unknown)
     async def model_status(model: str) -> dict:
         known(model)
         status = {"error_code": "OK", "error_message": ""}
         return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
 
-    @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature")
+    @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature", responses=unknown)
     async def model_signature(model: str) -> dict:
         known(model)
 
@@ -345,13 +307,14 @@ def _cold_app(server: ModelServer) -> FastAPI:
     async def live() -> dict:
         return {"live": True}
 
-    @app.get("/v2/health/ready", summary="OIP: ready for traffic (false while draining after SIGTERM)")
+    @app.get("/v2/health/ready", summary="OIP: ready for traffic (false while draining after SIGTERM)",
+             responses=error_responses(503))
     async def ready() -> JSONResponse:
         if server.draining:
             return JSONResponse({"ready": False, "error": "shutting down after SIGTERM; send to another replica"}, 503)
         return JSONResponse({"ready": True})
 
-    @app.get("/v2/models/{model}", summary="OIP: model metadata")
+    @app.get("/v2/models/{model}", summary="OIP: model metadata", responses=unknown)
     async def model_metadata(model: str) -> dict:
         known(model)
         return {
@@ -362,14 +325,14 @@ def _cold_app(server: ModelServer) -> FastAPI:
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}],
         }
 
-    @app.get("/v2/models/{model}/ready", summary="OIP: model ready")
+    @app.get("/v2/models/{model}/ready", summary="OIP: model ready", responses=error_responses(404, 503))
     async def model_ready(model: str) -> JSONResponse:
         known(model)
         if server.draining:
             return JSONResponse({"name": name, "ready": False, "error": "shutting down after SIGTERM"}, 503)
         return JSONResponse({"name": name, "ready": True})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
 

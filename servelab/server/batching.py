@@ -4,20 +4,21 @@ A model call has a fixed cost (framework overhead, reading the weights from memo
 batch pays once. The batcher holds each request for at most `max_delay_s`, or until
 `max_size` rows are waiting, then runs everything pending in as few calls as it can (at most
 `max_size` rows each; a request is never split) and hands each request its own rows back.
+Each batch runs as its own task, so with several model workers several batches compute at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-Run = Callable[[np.ndarray], tuple[np.ndarray, float]]
+Run = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, float]]]
 
 
 class Batcher:
-    """Collects [n, 3] requests into batches for `run(x) -> (probabilities, seconds)`."""
+    """Collects [n, 3] requests into batches for `await run(x) -> (probabilities, seconds)`."""
 
     def __init__(self, run: Run, max_size: int, max_delay_s: float):
         if max_size < 2:
@@ -30,6 +31,7 @@ class Batcher:
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self._rows = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task] = set()  # batches being computed (the loop keeps only weak references)
 
     async def predict(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """This request's probabilities and the model time of the batch it rode in."""
@@ -52,16 +54,21 @@ class Batcher:
         rows = 0
         for item in pending:
             if batch and rows + len(item[0]) > self.max_size:
-                self._run_batch(batch)
+                self._start(batch)
                 batch, rows = [], 0
             batch.append(item)
             rows += len(item[0])
         if batch:
-            self._run_batch(batch)
+            self._start(batch)
 
-    def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+    def _start(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         try:
-            p, seconds = self._run(np.concatenate([x for x, _ in batch]) if len(batch) > 1 else batch[0][0])
+            p, seconds = await self._run(np.concatenate([x for x, _ in batch]) if len(batch) > 1 else batch[0][0])
         except Exception as error:  # every waiting request gets the failure, none hangs
             for _, future in batch:
                 if not future.done():

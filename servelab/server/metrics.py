@@ -12,12 +12,14 @@ the only writer, so no lock is needed.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
+
+from servelab.server.admission import Admission
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -46,16 +48,22 @@ class Buckets:
 
 
 class Metrics:
-    """Request latency by endpoint and status, in-flight, batch sizes and model time."""
+    """Request latency by endpoint and status, in-flight, connections, batch sizes and model time."""
 
-    def __init__(self, in_flight: Callable[[], float]):
+    def __init__(self, admission: Admission):
         self.registry = CollectorRegistry()
+        self.admission = admission
         ProcessCollector(registry=self.registry)
         Gauge(
             "servelab_requests_in_flight",
             "Predictions admitted and not yet answered (the count --max-concurrency bounds).",
             registry=self.registry,
-        ).set_function(in_flight)
+        ).set_function(lambda: admission.in_flight)
+        Gauge(
+            "servelab_connections_open",
+            "HTTP connections open (the count --max-connections bounds).",
+            registry=self.registry,
+        ).set_function(lambda: admission.connections)
         self.requests: dict[tuple[str, int], Buckets] = {}
         self.inference_seconds = Buckets(LATENCY_BUCKETS)
         self.batch_size = Buckets(BATCH_BUCKETS)
@@ -72,8 +80,13 @@ class Metrics:
         self.inference_seconds.observe(seconds)
         self.batch_size.observe(rows)
 
-    def collect(self) -> Iterator[HistogramMetricFamily]:
+    def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
         """Called by the registry on each scrape."""
+        yield CounterMetricFamily(
+            "servelab_connections_refused",
+            "Connections answered with a 503 and closed because --max-connections were open.",
+            value=self.admission.refused_connections,
+        )
         requests = HistogramMetricFamily(
             "servelab_request_duration_seconds",
             "Time from the request reaching the app to its response, by endpoint and HTTP status.",

@@ -1,6 +1,7 @@
 """OpenAPI for the two prediction routes, which bypass FastAPI's router and so its schema generator.
 
-FastAPI documents the other routes itself; `/openapi.json` merges these in.
+FastAPI documents the other routes itself; `/openapi.json` merges these in. `error_responses`
+gives those routes the same documented error shape.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ _ERROR = {
         }
     },
 }
-_FAILURES = {"400": _ERROR, "404": _ERROR, "405": _ERROR, "413": _ERROR, "503": _ERROR}
+_FAILURES = {code: _ERROR for code in ("400", "404", "405", "408", "413", "503")}
+
+
+def error_responses(*codes: int) -> dict:
+    """FastAPI `responses=` documenting `{"error": "..."}` for each of `codes`."""
+    return {code: _ERROR for code in codes}
 _ROW = {"type": "array", "items": {"type": "number"}, "minItems": N_FEATURES, "maxItems": N_FEATURES}
 _ROWS_OR_ONE_ROW = {"oneOf": [{"type": "array", "items": _ROW}, _ROW]}
 

@@ -37,9 +37,11 @@ def die_with_parent(parent_pid: int) -> None:
 class ServerProcess:
     """`servelab serve` as a subprocess; a context manager that waits until it is ready.
 
-    `opts` are the CLI flags with underscores: threads, max_concurrency, batch_max_size,
-    batch_max_delay_ms, grace_period, stall_every, stall_for. `env` adds environment variables
-    (e.g. POD_NAME for the replica header).
+    `opts` are the CLI flags with underscores: threads, workers, max_concurrency, max_connections,
+    batch_max_size, batch_max_delay_ms, grace_period, drain_delay, header_timeout, body_timeout,
+    stall_every, stall_for. `env` adds environment variables (e.g. POD_NAME for the replica header).
+    `drain_delay` defaults to 0 here, unlike `servelab serve`'s 3 s: no load balancer routes to a
+    child process, so on `stop()` it stops accepting at once and still answers what it took.
 
     Note: PR_SET_PDEATHSIG follows the thread that started the child; start servers from a
     thread that lives as long as they should (the main thread, in a notebook or a test).
@@ -62,7 +64,7 @@ class ServerProcess:
         self.requested_port = port
         self.env = env
         self.ready_timeout = ready_timeout
-        self.opts = opts
+        self.opts = {"drain_delay": 0.0, **opts}
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self._log = None
@@ -160,7 +162,7 @@ class ServerProcess:
             self.process.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the child to exit; its return code (-15: ended by SIGTERM, as after a drain)."""
+        """Wait for the child to exit; its return code (0 after a drain that finished in its grace period)."""
         return self.process.wait(timeout)
 
     def kill(self) -> None:

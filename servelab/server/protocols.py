@@ -23,6 +23,9 @@ from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
 
 EXAMPLE = '{"instances": [[1.0, 2.0, 5.0]]}'
 SIGNIFICANT_DIGITS = 6
+# Valid inputs nest two levels (rows of numbers); the error paths that walk a body recursively
+# stop here, long before Python's recursion limit (orjson itself refuses past 1024 levels).
+MAX_DEPTH = 32
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _NAN_OR_INF = re.compile(rb"\b(NaN|-?Infinity|nan|-?inf)\b")
 
@@ -54,16 +57,26 @@ def load_json(body: bytes) -> object:
         raise InputError(400, f"malformed JSON ({error}); send JSON such as {EXAMPLE}") from None
 
 
-def _first_non_number(data: object, where: str) -> str | None:
+def show(value: object, limit: int = 40) -> str:
+    """A short JSON preview of a value from a request, for an error message (never recurses deeply)."""
+    try:
+        return orjson.dumps(value).decode()[:limit]
+    except TypeError:  # orjson stops at 255 levels of nesting
+        return "a value nested too deeply to show"
+
+
+def _first_non_number(data: object, where: str, depth: int = 0) -> str | None:
     """Where the first value that is not a number sits, e.g. 'instances[0][1] = "abc"'."""
     if isinstance(data, list):
+        if depth >= MAX_DEPTH:
+            raise InputError(400, f'"{where}" is nested more than {MAX_DEPTH} lists deep; send rows of {N_FEATURES} numbers')
         for i, item in enumerate(data):
-            found = _first_non_number(item, f"{where}[{i}]")
+            found = _first_non_number(item, f"{where}[{i}]", depth + 1)
             if found:
                 return found
         return None
     if isinstance(data, bool) or not isinstance(data, (int, float)):
-        return f"{where} = {orjson.dumps(data).decode()[:40]}"
+        return f"{where} = {show(data)}"
     return None
 
 
@@ -166,13 +179,41 @@ def tfserving_reply(p: np.ndarray, columnar: bool) -> bytes:
 OIP_DATATYPES = {"FP32": np.float32, "FP64": np.float64}
 
 
-def parse_oip(body: bytes) -> tuple[np.ndarray, object]:
+def _object_or_none(value: object, what: str, example: str) -> dict:
+    """`value` if it is a JSON object, {} if absent; a 400 naming `what` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(400, f'{what} must be a JSON object such as {example}; got {show(value)}')
+    return value
+
+
+def _check_binary(parameters: dict) -> None:
+    if parameters.get("binary_data_size") is not None:
+        raise InputError(400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)")
+
+
+def _check_outputs(outputs: object) -> None:
+    """Requested outputs: absent, or a list of {"name": "probability", ...} objects."""
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise InputError(400, f'"outputs" must be a list such as [{{"name": "{OUTPUT_NAME}"}}]; got {show(outputs)}')
+    for output in outputs:
+        if not isinstance(output, dict) or output.get("name") != OUTPUT_NAME:
+            raise InputError(400, f'unknown output {show(output)}; the model has one output named "{OUTPUT_NAME}"')
+        _object_or_none(output.get("parameters"), '"parameters" of an output', '{"binary_data": false}')
+
+
+def parse_oip(body: bytes) -> tuple[np.ndarray, str | None]:
     """(x [N, 3], id) from an Open Inference Protocol v2 infer body (JSON tensors, FP32 or FP64)."""
     request = load_json(body)
     if not isinstance(request, dict):
         raise InputError(400, 'the body must be a JSON object with "inputs": [{"name": "x", ...}]')
-    if request.get("parameters", {}).get("binary_data_size") is not None:
-        raise InputError(400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InputError(400, f'"id" must be a string, such as "42"; got {show(request_id)}')
+    _check_binary(_object_or_none(request.get("parameters"), '"parameters"', '{"binary_data_output": false}'))
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InputError(
@@ -182,12 +223,11 @@ def parse_oip(body: bytes) -> tuple[np.ndarray, object]:
         )
     tensor = inputs[0]
     if tensor.get("name") != INPUT_NAME:
-        raise InputError(400, f'unknown input {tensor.get("name")!r}; the model has one input named "{INPUT_NAME}"')
-    if (tensor.get("parameters") or {}).get("binary_data_size") is not None:
-        raise InputError(400, "binary tensor data is not supported; send JSON data (tritonclient: binary_data=False)")
+        raise InputError(400, f'unknown input {show(tensor.get("name"))}; the model has one input named "{INPUT_NAME}"')
+    _check_binary(_object_or_none(tensor.get("parameters"), '"parameters" of an input', '{"binary_data_size": 12}'))
     datatype = tensor.get("datatype")
-    if datatype not in OIP_DATATYPES:
-        raise InputError(400, f"datatype {datatype!r} is not accepted; send FP32 or FP64")
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
+        raise InputError(400, f"datatype {show(datatype)} is not accepted; send FP32 or FP64")
     shape = tensor.get("shape")
     if (
         not isinstance(shape, list)
@@ -196,7 +236,7 @@ def parse_oip(body: bytes) -> tuple[np.ndarray, object]:
         or shape[1] != N_FEATURES
         or shape[0] < 0
     ):
-        raise InputError(400, f'wrong shape {shape!r} for input "{INPUT_NAME}"; send [N, {N_FEATURES}]')
+        raise InputError(400, f'wrong shape {show(shape)} for input "{INPUT_NAME}"; send [N, {N_FEATURES}]')
     if shape[0] == 0:
         raise InputError(400, f"empty batch: shape {shape} has no rows; send at least one")
     data = tensor.get("data")
@@ -205,13 +245,11 @@ def parse_oip(body: bytes) -> tuple[np.ndarray, object]:
     x = _numbers(data, "data", body)
     if x.size != math.prod(shape):
         raise InputError(400, f'"data" has {x.size} numbers but shape {shape} needs {math.prod(shape)}')
-    for output in request.get("outputs") or []:
-        if not isinstance(output, dict) or output.get("name") != OUTPUT_NAME:
-            raise InputError(400, f'unknown output {output!r}; the model has one output named "{OUTPUT_NAME}"')
-    return x.reshape(shape), request.get("id")
+    _check_outputs(request.get("outputs"))
+    return x.reshape(shape), request_id
 
 
-def oip_reply(p: np.ndarray, model_name: str, request_id: object) -> bytes:
+def oip_reply(p: np.ndarray, model_name: str, request_id: str | None) -> bytes:
     """An OIP v2 infer response with the request's id echoed."""
     reply = {"model_name": model_name, "model_version": "1"}
     if request_id is not None:

@@ -1,16 +1,21 @@
-"""Running the app under uvicorn: admission control, graceful SIGTERM, the replica header.
+"""Running the app under uvicorn: accepting, the SIGTERM drain, the replica header.
 
-- Admission is decided when a request arrives, before it waits for the event loop: past
-  `max_concurrency` predictions in flight, a new one gets an immediate 503 with Retry-After
-  instead of joining an unbounded queue. GETs (health checks, metrics) are always admitted.
-- SIGTERM: readiness turns false at once, the listening socket closes, requests in flight
-  finish, and the process exits within the grace period (in-flight requests get all of it but
-  the last second, which is for shutting down).
-- No access log, uvloop and httptools: the fast path stays fast.
+Kubernetes' termination contract, timed from SIGTERM (`--drain-delay` D, `--grace-period` G):
+1. At once, readiness (/v2/health/ready) answers 503; everything else is served as before,
+   new connections included, because the Service, kube-proxy and any load balancer that
+   health-checks the pod take a few seconds to stop sending traffic here.
+2. After D seconds the server stops accepting (connections already queued in the kernel are
+   still taken), and each open connection's next response carries `Connection: close`.
+3. It exits with code 0 when the last connection has closed, and at the latest G - 0.5 s after
+   SIGTERM, cancelling what still runs then: inside the pod's terminationGracePeriodSeconds,
+   before the kubelet's SIGKILL.
+Ctrl-C (SIGINT) skips the delay (no load balancer routes to a server stopped by hand); a second
+Ctrl-C exits at once. No access log, uvloop and httptools: the fast path stays fast.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -20,33 +25,74 @@ import time
 import warnings
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from servelab.server.app import ModelServer, Options
+from servelab.server.connection import Connection, connection_class
+from servelab.server.listener import Listener
 
-# uvicorn's hook for starting a request's task, where admission is decided on arrival.
-if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # pragma: no cover - guards a uvicorn upgrade
-    raise ImportError("this uvicorn has no HttpToolsProtocol._start_asgi_task; servelab needs uvicorn >= 0.45, < 1")
-
-
-def _admitting_protocol(server: ModelServer) -> type[HttpToolsProtocol]:
-    class AdmittingProtocol(HttpToolsProtocol):
-        def _start_asgi_task(self, cycle, app):  # noqa: ANN001 - uvicorn's private signature
-            if cycle.scope["method"] == "POST":  # every prediction is a POST; no GET is
-                app = server.admit(app)
-            super()._start_asgi_task(cycle, app)
-
-    return AdmittingProtocol
+EXIT_MARGIN_S = 0.5  # the last part of the grace period, for the process to exit
 
 
 class _Uvicorn(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: ModelServer):
+    """uvicorn's server with servelab's listener, connections and drain."""
+
+    def __init__(self, config: uvicorn.Config, app: ModelServer, sock: socket.socket):
         super().__init__(config)
         self.model_server = app
+        self.sock = sock
+        self.signalled_at: float | None = None
+        self.listener: Listener | None = None
+        options = app.options
+        self.connection_class: type[Connection] = connection_class(
+            app.admission, app.metrics.request, options.header_timeout, options.body_timeout
+        )
 
     def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
-        self.model_server.draining = True  # readiness false before anything closes
-        super().handle_exit(sig, frame)
+        self.model_server.draining = True  # readiness false before anything else changes
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
+        if sig != signal.SIGTERM:
+            super().handle_exit(sig, frame)  # Ctrl-C: stop now, no delay
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.signalled_at is not None and time.monotonic() >= self.signalled_at + self.model_server.options.drain_delay:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        config, state, admission = self.config, self.server_state, self.model_server.admission
+        connection = self.connection_class
+
+        def new_connection() -> Connection:
+            return connection(config=config, server_state=state, app_state={}, _loop=loop)
+
+        self.listener = Listener(
+            self.sock, new_connection, admission, lambda: admission.full(state.default_headers),
+            first_bytes_timeout=self.model_server.options.header_timeout,
+        )
+        self.listener.start()
+        self.servers = []
+        self.started = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, let every connection finish with `Connection: close`, exit within the grace."""
+        admission = self.model_server.admission
+        self.listener.stop()
+        self.connection_class.stopping = True  # connections accepted in the last turn close after one answer
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = (self.signalled_at or time.monotonic()) + self.model_server.options.grace_period - EXIT_MARGIN_S
+        while (admission.connections or self.server_state.tasks) and not self.force_exit:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for task in self.server_state.tasks:
+            task.cancel(msg="the grace period ended before this request finished")
+        for connection in list(self.server_state.connections):
+            connection.transport.close()
+        await asyncio.sleep(0)  # let the cancelled tasks end
+        self.model_server.inference.close()
 
 
 def listening_socket(host: str, port: int, fd: int | None = None) -> socket.socket:
@@ -87,28 +133,30 @@ def serve(options: Options, sock: socket.socket) -> None:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=_admitting_protocol(app),
+        http="httptools",
+        ws="none",  # no WebSocket routes; an upgrade would also take the connection out of the count
         lifespan="off",
         access_log=False,
         proxy_headers=False,  # the app never reads client addresses: skip that per-request layer
         log_level="warning",
         server_header=False,
         headers=[("x-servelab-replica", replica)],
-        timeout_graceful_shutdown=max(0.1, options.grace_period - 1.0),
     )
-    server = _Uvicorn(config, app)
+    server = _Uvicorn(config, app, sock)
     batching = (
         f"batching up to {options.batch_max_size} rows / {options.batch_max_delay_ms:g} ms"
         if options.batch_max_size
         else "no batching"
     )
     print(
-        f"servelab: serving {options.model!r} as {options.name!r} on http://{host}:{port} "
-        f"(replica {replica}; {options.threads} thread(s); max {options.max_concurrency} in flight; {batching})\n"
+        f"servelab: serving {options.model!r} as {options.name!r} on http://{host}:{port} (replica {replica}; "
+        f"{options.workers} worker(s) x {options.threads} thread(s); max {options.max_concurrency} in flight, "
+        f"{options.max_connections} connections; {batching}; on SIGTERM: serve {options.drain_delay:g} s more, "
+        f"exit within {options.grace_period:g} s)\n"
         f"  TF Serving: POST /v1/models/{options.name}:predict   OIP v2: POST /v2/models/{options.name}/infer",
         file=sys.stderr,
         flush=True,
     )
     if os.environ.get("SERVELAB_PARENT_PID"):
         _exit_with_parent(int(os.environ["SERVELAB_PARENT_PID"]))
-    server.run(sockets=[sock])
+    server.run()
