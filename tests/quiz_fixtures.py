@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BANKS = REPO / "quizzes"
@@ -23,7 +24,7 @@ P95_AT_100_MS = 29.0  # 10 + 0.95 * 20: the highest rate within the SLO is 100 (
 
 
 def save_run(directory: Path, rate: float, low: float, high: float, failed: int = 0) -> Path:
-    """A saved result as the load package writes it: requests.csv + meta.json."""
+    """A saved result as the load package writes it (requests.csv + meta.json), on one priced pod."""
     n = int(rate * DURATION_S)
     status = np.full(n, 200)
     status[:failed] = 503
@@ -36,10 +37,20 @@ def save_run(directory: Path, rate: float, low: float, high: float, failed: int 
         "bytes": 30,
         "replica": "pod-a",
         "error": "",
+        "infer_s": np.linspace(low, high, n) / 4,
     })
+    meta = {"duration_s": DURATION_S, "mode": "open", "schedule": {"kind": "poisson", "rate": rate, "duration": DURATION_S},
+            "replicas": 1, "cpu_request_cores": 0.5, "memory_request_gib": 0.25}
     directory.mkdir(parents=True, exist_ok=True)
     frame.to_csv(directory / "requests.csv", index=False)
-    (directory / "meta.json").write_text(json.dumps({"duration_s": DURATION_S, "mode": "open"}))
+    (directory / "meta.json").write_text(json.dumps(meta))
+    return directory
+
+
+def save_sweep(directory: Path, runs: dict[float, tuple[float, float, int]] = SWEEP) -> Path:
+    """A saved sweep as `Sweep.save` lays it out: run-00, run-01, ... in the order of the rates."""
+    for i, (rate, (low, high, failed)) in enumerate(sorted(runs.items())):
+        save_run(directory / f"run-{i:02d}", rate, low, high, failed)
     return directory
 
 
@@ -47,8 +58,76 @@ def save_run(directory: Path, rate: float, low: float, high: float, failed: int 
 def results_root(tmp_path: Path) -> Path:
     """A results root holding the 03-load sweep the computed questions read."""
     root = tmp_path / "results"
-    for rate, (low, high, failed) in SWEEP.items():
-        save_run(root / "03-load" / "sweep" / f"rate-{rate}", rate, low, high, failed)
+    save_sweep(root / "03-load" / "sweep")
+    return root
+
+
+def simulated(schedule, replicas: int | None = None, cpu: str = "500m", hpa_manifest: Path | None = None):
+    """A run of `schedule` from the simulator: a real Result with pods, costs and a schedule in its meta."""
+    from servelab import hpa, sim
+
+    service = sim.ServiceTimes.empirical(np.linspace(0.002, 0.006, 50))
+    if hpa_manifest is not None:
+        spec = hpa.HPASpec.from_manifest(yaml.safe_load(hpa_manifest.read_text()))
+        policy = sim.Autoscaled(spec, sync_period_s=1.0)
+    else:
+        policy = sim.Static(replicas or 1)
+    cores = float(cpu.removesuffix("m")) / 1000 if cpu.endswith("m") else float(cpu)
+    return sim.simulate(schedule, service, policy=policy, pod=sim.PodSize(cpu_request_cores=cores))
+
+
+def _simulated_sweep(directory: Path, rates: list[float], replicas: int = 1) -> None:
+    from servelab import load
+
+    load.Sweep([simulated(load.Poisson(rate, 3.0), replicas) for rate in rates]).save(directory)
+
+
+def _start_up_table(path: Path) -> None:
+    """Lab 02's start-up table from a timeline with one pod, saved as the lab saves it."""
+    from servelab.analysis import timelines
+    from servelab.backends import base
+
+    events = [(0.0, base.POD_CREATED), (0.4, base.POD_RUNNING), (2.9, base.POD_READY)]
+    timeline = pd.DataFrame([{"t_s": t, "unix_s": 1e9 + t, "kind": kind, "object": "pod/model-serving-abc12",
+                              "message": ""} for t, kind in events])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    timelines.pod_startup(timeline).to_csv(path)
+
+
+def lab_results(root: Path) -> Path:
+    """A results root laid out as the labs save it (the save cells of labs 00-07), from simulated runs."""
+    from servelab import cost, load
+    from servelab.analysis import compare
+
+    hpa_manifest = REPO / "cluster" / "model-serving-hpa.yaml"
+    (root / "00-orientation").mkdir(parents=True)
+    np.savetxt(root / "00-orientation" / "in-process-us.txt", np.r_[np.linspace(20, 30, 95), np.linspace(60, 200, 5)])
+    save_run(root / "01-server" / "one-by-one", 100, 0.001, 0.002)
+    _start_up_table(root / "02-deploy" / "startup.csv")
+    pods = simulated(load.Poisson(20, 3.0), 2).meta["pods"]
+    compare.pod_cost_table(pods, cost.load_pricing()).to_csv(root / "02-deploy" / "pod-cost.csv")
+    save_sweep(root / "03-load" / "sweep")
+    save_run(root / "03-load" / "open-loop", 100, 0.001, 0.400)
+    save_run(root / "03-load" / "closed-loop", 100, 0.001, 0.004)
+    for n in (1, 2):
+        _simulated_sweep(root / "04-scale" / f"replicas-{n}", [50, 150, 300], n)
+    step = load.Random(load.Step(steps=[(2, 20), (8, 300), (6, 20)]), seed=1)
+    for name, replicas in (("hpa", None), ("static-one", 1), ("static-most", 4)):
+        simulated(step, replicas, hpa_manifest=None if replicas else hpa_manifest).save(root / "05-autoscale" / name)
+    delays = pd.Series({"step up → HPA scales up (s)": 1.2, "HPA scales up → new pod ready (s)": 3.4,
+                        "step down → HPA scales down (s)": 30.5})
+    delays.rename("seconds").to_csv(root / "05-autoscale" / "delays.csv")
+    simulated(load.Poisson(60, 3.0)).save(root / "06-online-batch-edge" / "online")
+    _simulated_sweep(root / "06-online-batch-edge" / "no-batching", [20, 300])
+    _simulated_sweep(root / "06-online-batch-edge" / "batching", [20, 300])
+    for name, cpu in (("small-pod", "500m"), ("big-pod", "2")):
+        simulated(load.Poisson(20, 3.0), cpu=cpu).save(root / "06-online-batch-edge" / name)
+    day = load.Random(load.Diurnal(mean_rate=100, peak_to_trough=6, duration=20, period=20), seed=7)
+    simulated(day, hpa_manifest=hpa_manifest).save(root / "07-capstone" / "live")
+    simulated(day, 2).save(root / "07-capstone" / "predicted")
+    pd.DataFrame({"$ per day": [0.51, 0.81, 0.71]}, index=pd.Index(
+        ["static, 1 pod", "HPA, 1 to 4 pods", "HPA + nightly batch (30%)"], name="architecture")
+    ).to_csv(root / "07-capstone" / "day.csv")
     return root
 
 

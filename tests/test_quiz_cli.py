@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import sqlite3
 
+import numpy as np
 import pytest
 import yaml
 from quiz_fixtures import BANKS, read_tokens, run_cli, write_roster
@@ -22,27 +23,32 @@ def local_mode(monkeypatch, tmp_path):
 
 def test_grade_an_answers_file_offline(tmp_path, capsys):
     answers = tmp_path / "answers.yaml"
-    answers.write_text(yaml.safe_dump({"quiz": "02", "student": "ann", "answers": {"first-apply": "A", "probe-period-delay": 10}}))
+    answers.write_text(yaml.safe_dump({"quiz": "02", "student": "ann", "answers": {"q1": "B", "q3": 10}}))
     code, out, err = run_cli(capsys, "quiz", "grade", str(answers))
     assert code == 0, err
-    assert "quiz 02-deploy - ann" in out and "score: 2/6" in out
+    assert "quiz 02-deploy - ann" in out and "score: 2/8" in out
     assert not (tmp_path / "g.sqlite").exists()  # grading a file records nothing
 
 
 def test_grade_names_an_unreadable_answer(tmp_path, capsys):
     answers = tmp_path / "answers.yaml"
-    answers.write_text(yaml.safe_dump({"quiz": "02-deploy", "answers": {"first-apply": "Q"}}))
+    answers.write_text(yaml.safe_dump({"quiz": "02-deploy", "answers": {"q1": "Q"}}))
     code, _, err = run_cli(capsys, "quiz", "grade", str(answers))
-    assert code == 2 and "question 'first-apply': answer with one letter" in err
+    assert code == 2 and "question 'q1': answer with one letter" in err
 
 
 def test_take_records_in_the_local_gradebook(tmp_path, capsys, monkeypatch):
+    """The lab 00 quiz in a terminal: four letters, then four numbers read off the learner's saved latencies."""
+    results = tmp_path / "results"
+    (results / "00-orientation").mkdir(parents=True)
+    latencies = np.r_[np.full(90, 20.0), np.full(10, 100.0)]
+    np.savetxt(results / "00-orientation" / "in-process-us.txt", latencies)
     monkeypatch.setenv("SERVELAB_STUDENT", "cli")
-    monkeypatch.setattr("sys.stdin", io.StringIO("C\nB\nA\nD\nA\nB\n"))
-    code, out, err = run_cli(capsys, "quiz", "take", "00")
+    monkeypatch.setattr("sys.stdin", io.StringIO("C\nB\nA\nA\n20\n100\n5\n10\n"))
+    code, out, err = run_cli(capsys, "quiz", "take", "00", "--results", str(results))
     assert code == 0, err
-    assert "score: 6/6" in out
-    assert sqlite3.connect(tmp_path / "g.sqlite").execute("SELECT student, score FROM attempts").fetchall() == [("cli", 6)]
+    assert "score: 8/8" in out
+    assert sqlite3.connect(tmp_path / "g.sqlite").execute("SELECT student, score FROM attempts").fetchall() == [("cli", 8)]
 
 
 def test_validate_reports_a_broken_bank(tmp_path, capsys):
@@ -55,7 +61,7 @@ def test_validate_reports_a_broken_bank(tmp_path, capsys):
 
 def test_validate_lists_the_shipped_banks(capsys):
     code, out, _ = run_cli(capsys, "quiz", "validate")
-    assert code == 0 and "pattern: 10 questions ok" in out and "03-load: 8 questions ok" in out
+    assert code == 0 and "pattern: 10 questions ok" in out and "03-load: 9 questions ok" in out
 
 
 def test_student_bank_strips_the_keys(tmp_path, capsys):
@@ -66,7 +72,7 @@ def test_student_bank_strips_the_keys(tmp_path, capsys):
         document = yaml.safe_load(path.read_text())
         assert document["student_copy"] is True
         assert not any({"answer", "steps", "mistakes"} & set(q) for q in document.get("questions", ()))
-    assert len(banks.load("00-orientation", tmp_path / "student").questions) == 6
+    assert len(banks.load("00-orientation", tmp_path / "student").questions) == 8
 
 
 def test_tokens_are_printed_once_and_only_hashes_kept(tmp_path, capsys):

@@ -36,12 +36,12 @@ def class_grader(grader, tmp_path, monkeypatch):
 
 def test_show_and_submit_go_through_the_service(class_grader, results_root, capsys):  # noqa: F811
     quiz.show("03")
-    assert "8. [hard] p95-at-slo-rate" in capsys.readouterr().out
-    answers = {"open-loop-defined": "B", "p95-at-slo-rate": P95_AT_100_MS + 1.0, "max-rate-within-slo": 150}
+    assert '6. [hard]\n' in capsys.readouterr().out
+    answers = {"q1": "C", "q6": P95_AT_100_MS + 1.0, "q5": 150}
     result = quiz.submit("03", answers, results=results_root)
     out = capsys.readouterr().out
-    assert "quiz 03-load - ann - attempt 1" in out and "score: 2/8" in out
-    assert [m.question for m in result.marks if m.correct] == ["open-loop-defined", "p95-at-slo-rate"]
+    assert "quiz 03-load - ann - attempt 1" in out and "score: 2/9" in out
+    assert [m.question for m in result.marks if m.correct] == ["q1", "q6"]
 
 
 def test_refusals_reach_the_student_as_clear_errors(class_grader, monkeypatch):

@@ -1,31 +1,84 @@
-"""Questions computed from the learner's own saved load-test result."""
+"""Questions computed from the learner's own saved runs: each key is what the learner's table says."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from quiz_fixtures import BANKS, P95_AT_100_MS, SLO_MS, results_root, save_run  # noqa: F401
+import json
 
+import numpy as np
+import pandas as pd
+import pytest
+from quiz_fixtures import BANKS, P95_AT_100_MS, SLO_MS, lab_results, results_root, save_run, save_sweep  # noqa: F401
+
+from servelab.analysis import sweeps
+from servelab.load import Sweep
 from servelab.load.result import Result
 from servelab.quiz import bank as banks
 from servelab.quiz import computed
 from servelab.quiz.grading import computed_keys, grade
 
 
-def test_p95_and_rate_of_one_run_are_the_learners_own_table(tmp_path):
+@pytest.fixture(scope="module")
+def every_lab(tmp_path_factory) -> object:
+    """A results folder with everything the labs' save cells write."""
+    return lab_results(tmp_path_factory.mktemp("labs") / "results")
+
+
+def test_a_figure_of_one_run_is_the_learners_own_summary(tmp_path):
     run = save_run(tmp_path / "run", rate=100, low=0.010, high=0.030)
-    stats = computed.run_stats(run)
     summary = Result.load(run).summary()  # what the learner's table showed
-    assert (stats.offered_rate, stats.p95_ms, stats.failed) == (summary["offered_rate"], summary["p95"], 0)
-    assert stats.offered_rate == pytest.approx(100.0)
-    assert stats.p95_ms == pytest.approx(np.percentile(np.linspace(10, 30, 200), 95), rel=1e-3)  # 3 digits
+    assert computed.summary_value(run, "p95") == summary["p95"]
+    assert computed.summary_value(run, "p95") == pytest.approx(np.percentile(np.linspace(10, 30, 200), 95), rel=1e-3)
 
 
-def test_highest_rate_within_slo_skips_rates_with_failures(results_root):  # noqa: F811
+def test_highest_rate_within_slo_is_read_as_the_lab_reads_its_table(results_root):  # noqa: F811
     sweep = results_root / "03-load" / "sweep"
     # 200 req/s has p95 under the SLO but one failed request, so 100 req/s is the answer.
     assert computed.max_rate_under_slo(sweep, SLO_MS) == pytest.approx(100.0)
+    assert computed.max_rate_under_slo(sweep, SLO_MS) == sweeps.max_rate_within_slo(Sweep.load(sweep).summary(), SLO_MS)
     assert computed.p95_ms_at_highest_rate_under_slo(sweep, SLO_MS) == pytest.approx(P95_AT_100_MS, rel=1e-3)
+
+
+def test_what_the_top_rate_achieved_and_what_low_traffic_costs(results_root):  # noqa: F811
+    sweep = results_root / "03-load" / "sweep"
+    table = Sweep.load(sweep).summary()
+    assert computed.achieved_rate_at_top_rate(sweep) == table.loc[400, "achieved_rate"] < 400
+    # Same pod, about the same run length: 50 req/s shares the bill among half the predictions of 100 req/s.
+    assert computed.cost_ratio_lowest_to_best(sweep, SLO_MS) == pytest.approx(2.0, rel=0.02)
+
+
+def test_two_runs_side_by_side(tmp_path):
+    slow = save_run(tmp_path / "open", rate=100, low=0.001, high=0.400)
+    fast = save_run(tmp_path / "closed", rate=100, low=0.001, high=0.004)
+    assert computed.p99_ratio(slow, fast) == pytest.approx(
+        Result.load(slow).summary()["p99"] / Result.load(fast).summary()["p99"])
+    save_sweep(tmp_path / "batching", {10: (0.006, 0.008, 0), 90: (0.003, 0.004, 0)})
+    save_sweep(tmp_path / "plain", {10: (0.002, 0.004, 0), 90: (0.002, 0.004, 0)})
+    assert computed.p50_rise_at_lowest_rate(tmp_path / "batching", tmp_path / "plain") == pytest.approx(4.0, abs=0.01)
+
+
+def test_warm_requests_leave_the_cold_one_out(tmp_path):
+    run = save_run(tmp_path / "one-by-one", rate=100, low=0.001, high=0.002)
+    warm = Result.load(run).frame.iloc[1:]
+    http_ms, model_ms = warm["service_s"].median() * 1000, warm["infer_s"].median() * 1000
+    assert computed.warm_median_ms(run) == pytest.approx(http_ms)
+    assert computed.overhead_share_pct(run) == pytest.approx(75.0)  # the fixture's model time is a quarter
+    assert computed.http_to_model_ratio(run) == pytest.approx(4.0)
+
+
+def test_saved_latencies_and_tables(tmp_path):
+    samples = np.r_[np.full(90, 10.0), np.full(10, 50.0)]
+    np.savetxt(tmp_path / "us.txt", samples)
+    assert computed.percentile_us(tmp_path / "us.txt", 50) == 10.0
+    assert computed.tail_ratio(tmp_path / "us.txt", 99, 50) == pytest.approx(5.0)
+    assert computed.share_slower_pct(tmp_path / "us.txt", times_median=2) == pytest.approx(10.0)
+    pd.DataFrame({"a (s)": [1.0, 3.0], "b (s)": [4.0, 6.0]}, index=["pod-1", "all pods"]).to_csv(tmp_path / "t.csv")
+    assert computed.table_value(tmp_path / "t.csv", "a (s)") == 1.0
+    assert computed.table_value(tmp_path / "t.csv", "a (s)", row="all pods") == 3.0
+    assert computed.table_share_pct(tmp_path / "t.csv", "a (s)", "b (s)") == pytest.approx(25.0)
+    with pytest.raises(computed.ResultError, match="no column 'c'"):
+        computed.table_value(tmp_path / "t.csv", "c")
+    with pytest.raises(computed.ResultError, match="no row 'pod-9'"):
+        computed.table_value(tmp_path / "t.csv", "a (s)", row="pod-9")
 
 
 @pytest.mark.parametrize(
@@ -35,29 +88,56 @@ def test_highest_rate_within_slo_skips_rates_with_failures(results_root):  # noq
 )
 def test_computed_question_is_graded_at_the_tolerance_boundary(results_root, offset, correct):  # noqa: F811
     quiz = banks.load("03-load", BANKS)
-    values, problems = computed_keys(quiz, results_root)
-    assert problems == {}
-    assert values["p95-at-slo-rate"] == pytest.approx(P95_AT_100_MS, rel=1e-3)
-    given = values["p95-at-slo-rate"] * (1 + offset)
-    result = grade(quiz, {"p95-at-slo-rate": given}, values)
-    [mark] = [m for m in result.marks if m.question == "p95-at-slo-rate"]
+    [q] = [q for q in quiz.questions if q.kind == "computed" and q.compute["function"] == "p95_ms_at_highest_rate_under_slo"]
+    values, _ = computed_keys(quiz, results_root)
+    assert values[q.id] == pytest.approx(P95_AT_100_MS, rel=1e-3)
+    result = grade(quiz, {q.id: values[q.id] * (1 + offset)}, values)
+    [mark] = [m for m in result.marks if m.question == q.id]
     assert mark.correct is correct
+
+
+@pytest.mark.parametrize("name", [n for n in banks.names(BANKS) if n != "pattern"])
+def test_every_computed_question_is_keyed_from_what_the_labs_save(name, every_lab):
+    """Each computed question reads a path and a column the labs' save cells write, in the form they write it."""
+    quiz = banks.load(name, BANKS)
+    values, problems = computed_keys(quiz, every_lab)
+    assert problems == {}
+    assert {q.id for q in quiz.questions if q.kind == "computed"} == set(values)
+    assert all(np.isfinite(v) for v in values.values()), values
+
+
+def test_a_re_run_changes_the_key(tmp_path):
+    """The key is the last saved run: saving a new sweep over the old one moves it."""
+    quiz = banks.load("03-load", BANKS)
+    [q] = [q for q in quiz.questions if q.kind == "computed" and q.compute["function"] == "max_rate_under_slo"]
+    save_sweep(tmp_path / "03-load" / "sweep")
+    before = computed_keys(quiz, tmp_path)[0][q.id]
+    save_sweep(tmp_path / "03-load" / "sweep", {50: (0.004, 0.024, 0), 100: (0.100, 0.300, 0)})
+    assert (before, computed_keys(quiz, tmp_path)[0][q.id]) == (100.0, 50.0)
 
 
 def test_missing_run_marks_the_question_wrong_and_says_why(tmp_path):
     quiz = banks.load("03-load", BANKS)
+    [q] = [q for q in quiz.questions if q.kind == "computed" and q.compute["result"] == "03-load/sweep"][:1]
     values, problems = computed_keys(quiz, tmp_path)
-    result = grade(quiz, {"p95-at-slo-rate": 29.0}, values, problems)
-    [mark] = [m for m in result.marks if m.question == "p95-at-slo-rate"]
+    result = grade(quiz, {q.id: 29.0}, values, problems)
+    [mark] = [m for m in result.marks if m.question == q.id]
     assert not mark.correct and "run and save the sweep first" in mark.note
 
 
 def test_no_rate_within_slo_is_explained(tmp_path):
-    save_run(tmp_path / "sweep" / "r1", rate=100, low=0.1, high=0.2)
+    save_run(tmp_path / "sweep" / "run-00", rate=100, low=0.1, high=0.2)
     with pytest.raises(computed.ResultError, match="no rate in this sweep kept p95 within 50 ms"):
         computed.max_rate_under_slo(tmp_path / "sweep", 50)
 
 
 def test_a_run_that_is_not_saved_says_how_to_save_it(tmp_path):
-    with pytest.raises(computed.ResultError, match="save your run"):
-        computed.run_stats(tmp_path / "nothing")
+    with pytest.raises(computed.ResultError, match="no saved run here"):
+        computed.summary_value(tmp_path / "nothing", "p95")
+
+
+def test_a_damaged_saved_run_is_a_note_not_a_crash(tmp_path):
+    run = save_run(tmp_path / "run", rate=100, low=0.010, high=0.030)
+    (run / "meta.json").write_text(json.dumps({"duration_s": "soon"}))
+    with pytest.raises(computed.ResultError, match="cannot read this saved result"):
+        computed.expected({"function": "summary_value", "result": "run", "args": {"key": "p95"}}, tmp_path)

@@ -21,7 +21,7 @@ def pattern():
 
 def test_attempts_are_numbered_and_limited(tmp_path, pattern):
     book = Gradebook(tmp_path / "g.sqlite")
-    marked = grade(pattern, {"fastest-architecture": "C"})
+    marked = grade(pattern, {"p1": "C"})
     assert [book.record(marked, "ann", limit=2).number for _ in range(2)] == [1, 2]
     with pytest.raises(AttemptLimitError, match="attempt limit reached: 2 of 2 attempts at quiz 'pattern'"):
         book.record(marked, "ann", limit=2)
@@ -58,11 +58,11 @@ def test_roster_errors_name_the_line(tmp_path):
 
 def test_export_counts_the_best_attempt_and_every_attempt(tmp_path, pattern):
     book = Gradebook(tmp_path / "g.sqlite")
-    book.record(grade(pattern, {"fastest-architecture": "C"}), "ann")
-    book.record(grade(pattern, {"fastest-architecture": "C", "hpa-desired-replicas": 6}), "ann", late=True)
+    book.record(grade(pattern, {"p1": "C"}), "ann")
+    book.record(grade(pattern, {"p1": "C", "p10": 3}), "ann", late=True)
     rows = list(csv.DictReader(io.StringIO(book.export_csv({"pattern": pattern}))))
     [ann] = rows
-    assert ann["pattern:fastest-architecture"] == "1" and ann["pattern:hpa-desired-replicas"] == "1"
+    assert ann["pattern:p1"] == "1" and ann["pattern:p10"] == "1"
     assert (ann["pattern:score"], ann["pattern:attempts"], ann["pattern:late"], ann["total"]) == ("2", "2", "1", "2")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import os
 import re
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def _question_schema(student_copy: bool) -> dict:
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["function", "result"],
-                "properties": {"function": _TEXT, "result": _TEXT, "args": {"type": "object"}},
+                "properties": {"function": _TEXT, "result": {"anyOf": [_TEXT, _TEXT_LIST]}, "args": {"type": "object"}},
             },
             "steps": _TEXT_LIST,
             "hint": _TEXT,
@@ -157,6 +158,20 @@ class Question:
     @property
     def letters(self) -> str:
         return LETTERS[: len(self.options)]
+
+    def precision(self) -> str:
+        """How close a numeric answer must be, in words: printed with the question, so nobody has to guess."""
+        if self.kind not in ("numeric", "computed"):
+            return ""
+        absolute, relative = self.tolerance.get("abs"), self.tolerance.get("rel")
+        points = " percentage points" if self.unit in ("percent", "%") else f" {self.unit}"
+        if relative and absolute:
+            return f"to within {relative * 100:g} % or ±{absolute:g}{points}, whichever is wider"
+        if relative:
+            return f"to within {relative * 100:g} %"
+        if absolute:
+            return f"to within ±{absolute:g}{points}"
+        return "exactly"
 
 
 @dataclass(frozen=True)
@@ -329,12 +344,23 @@ def _semantic_problems(document: dict, source: str) -> list[str]:
                 problems.append(f"{where}: field 'answer': {letter!r} is not an option (options are {', '.join(letters)})")
         if q["kind"] in ("numeric", "computed") and "options" in q:
             problems.append(f"{where}: field 'options': a {q['kind']} question has no options")
-        if q["kind"] == "computed" and q["compute"]["function"] not in FUNCTIONS:
-            problems.append(
-                f"{where}: field 'compute.function': unknown function {q['compute']['function']!r} "
-                f"(known: {', '.join(sorted(FUNCTIONS))})"
-            )
+        if q["kind"] == "computed":
+            problems += _compute_problems(q["compute"], where, FUNCTIONS)
     return problems
+
+
+def _compute_problems(compute: dict, where: str, functions: dict[str, Callable[..., float]]) -> list[str]:
+    """A computed question's function must exist and accept its results and args as written."""
+    function = functions.get(compute["function"])
+    if function is None:
+        return [f"{where}: field 'compute.function': unknown function {compute['function']!r} "
+                f"(known: {', '.join(sorted(functions))})"]
+    results = [compute["result"]] if isinstance(compute["result"], str) else compute["result"]
+    try:
+        inspect.signature(function).bind(*results, **compute.get("args", {}))
+    except TypeError as error:
+        return [f"{where}: field 'compute.args': {compute['function']}(results, args) does not fit: {error}"]
+    return []
 
 
 def _load(name: str, directory: Path, seen: tuple[str, ...]) -> Bank:

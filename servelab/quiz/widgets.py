@@ -21,7 +21,7 @@ _KIND_HELP = {
     "single": "one letter",
     "multiple": "every letter that applies, e.g. ['A', 'C']",
     "numeric": "a number",
-    "computed": "a number read off your own saved run",
+    "computed": "a number",
 }
 
 _views: dict[str, QuizView] = {}
@@ -43,23 +43,38 @@ def widgets_available() -> bool:
 
 
 def render_text(bank: Bank) -> str:
-    """The whole quiz as text, ending with the `submit` call that answers it."""
+    """The whole quiz as text, ending with the `submit` call that answers it, every key filled in."""
     lines = [f"Quiz {bank.name}: {bank.title} ({len(bank.questions)} questions)", ""]
     for n, q in enumerate(bank.questions, start=1):
         lines += [render_question(n, q), ""]
-    example = ", ".join(f'"{q.id}": ...' for q in bank.questions[:2])
-    lines.append(f'Answer with: quiz.submit("{bank.name}", answers={{{example}, ...}})')
+    keys = ", ".join(f'"{q.id}": ...' for q in bank.questions)
+    lines.append(f'Answer with: quiz.submit("{bank.name}", answers={{{keys}}})')
     return "\n".join(lines)
 
 
 def render_question(n: int, q: Question) -> str:
-    """Question `n` as text: prompt, lettered options, and what form the answer takes."""
-    lines = [f"{n}. [{q.difficulty}] {q.id}"]
+    """Question `n` as text: prompt, lettered options, and the key and form its answer takes.
+
+    The id appears only as the key to type in `answers`, never as a title: ids are neutral
+    (q1, p3), so they give nothing away.
+    """
+    lines = [f"{n}. [{q.difficulty}]"]
     lines += [f"   {line}" for line in q.prompt.splitlines()]
     lines += [f"   {letter}. {text}" for letter, text in zip(q.letters, q.options)]
-    unit = f" in {q.unit}" if q.unit else ""
-    lines.append(f"   (answer with {_KIND_HELP[q.kind]}{unit})")
+    lines.append(f'   (answer as "{q.id}": {answer_form(q)})')
     return "\n".join(lines)
+
+
+def answer_form(q: Question) -> str:
+    """What an answer to `q` looks like, with the unit and the precision accepted for a number."""
+    form = _KIND_HELP[q.kind]
+    if q.unit:
+        form += f" in {q.unit}"
+    if q.kind == "computed":
+        form += " (checked against your last saved run)"
+    if q.precision():
+        form += f", accepted {q.precision()}"
+    return form
 
 
 def feedback_text(q: Question, correct: bool | None) -> str:
@@ -90,7 +105,8 @@ class QuizView:
         self.widget = w.VBox(blocks)
 
     def _question_block(self, w: Any, n: int, q: Question) -> Any:
-        prompt = w.HTML(f"<p><b>{n}.</b> <i>[{q.difficulty}]</i> {html.escape(q.prompt)}</p>")
+        prompt = w.HTML(f"<p><b>{n}.</b> <i>[{q.difficulty}]</i> {html.escape(q.prompt)}</p>"
+                        f"<p><small>Answer with {html.escape(answer_form(q))}.</small></p>")
         labels = [f"{letter}. {text}" for letter, text in zip(q.letters, q.options)]
         layout = w.Layout(width="auto")
         if q.kind == "single":
