@@ -88,6 +88,7 @@ class Pod:
     def start(self, port: int, group: Held) -> None:
         """Scheduled: the pod gets its port and its CPU/memory limit, and its container starts."""
         self.port, self.group, self.pending_reason = port, group, None
+        self.status = "ContainerCreating"  # as kubectl shows a scheduled pod whose container is not up yet
         self.scheduled_s = self.owner.now()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
