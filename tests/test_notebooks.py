@@ -19,8 +19,11 @@ import json
 import os
 import pwd
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -61,10 +64,10 @@ def quick_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_solution(notebook: Path, env: dict[str, str], user: str | None = None) -> None:
-    """Run one solution notebook under nbval (as `user` if given); fail with its output if a cell raised."""
+def run_solution(notebook: Path, env: dict[str, str], user: str | None = None, python: str = sys.executable) -> None:
+    """Run one solution notebook under nbval (as `user`, with `python`, if given); fail with its output if a cell raised."""
     command = [
-        sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+        python, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
         f"--nbval-cell-timeout={NOTEBOOK_TIMEOUT_S}", "-q", "-o", "addopts=", str(notebook),
     ]
     if user is not None:
@@ -92,8 +95,18 @@ def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path):
         assert_central_findings(notebook.stem, tmp_path / "results", "this machine")
 
 
+@dataclass(frozen=True)
+class Learner:
+    """An unprivileged user, and how that user runs this project's Python."""
+
+    name: str
+    home: Path
+    python: str
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="session")
-def learner() -> str:
+def learner() -> Learner:
     """An unprivileged user to run labs as: created when we are root, skipped (with why) when we cannot."""
     if os.geteuid() != 0:
         pytest.skip(f"these tests already run unprivileged (uid {os.geteuid()}): matrix cell (a) is that cell")
@@ -104,18 +117,48 @@ def learner() -> str:
         pwd.getpwnam(LEARNER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", LEARNER], check=True)
-    return LEARNER
+    home = Path(pwd.getpwnam(LEARNER).pw_dir)
+    python, env = learner_python(LEARNER)
+    return Learner(LEARNER, home, python, env)
+
+
+def learner_python(user: str) -> tuple[str, dict[str, str]]:
+    """A Python `user` may run that imports this project: this one, or the system's of the same version
+    with this environment's packages on PYTHONPATH (a venv built on a Python under /root, as pyenv
+    installs it, is not executable by other users)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    paths = os.pathsep.join([*site.getsitepackages(), str(ROOT)])
+    tried = []
+    for python, env in ((sys.executable, {}), (shutil.which(f"python{version}") or "", {"PYTHONPATH": paths})):
+        probe = subprocess.run(["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), python,
+                                "-c", "import servelab, nbval, sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True, cwd="/")
+        if probe.returncode == 0:
+            return python, env
+        tried.append(f"{python or 'python' + version}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    message = f"{user} can run no Python that imports this project ({'; '.join(tried)}); make the checkout readable"
+    if os.environ.get("SERVELAB_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def learner_tmp(learner: Learner):
+    """A folder the learner may write (pytest's own tmp_path sits under a folder only root may enter)."""
+    path = Path(tempfile.mkdtemp(prefix="servelab-learner-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("lab", sorted(CENTRAL))
-def test_lab_holds_for_an_unprivileged_learner(lab: str, learner: str, tmp_path: Path):
+def test_lab_holds_for_an_unprivileged_learner(lab: str, learner: Learner, learner_tmp: Path):
     """Matrix cell (b): the lab as a user who cannot write cgroups; the CPU limits fall to a non-root rung."""
-    tmp_path.chmod(0o777)
-    home = Path(pwd.getpwnam(learner).pw_dir)
-    env = quick_env(tmp_path, HOME=str(home), USER=learner, LOGNAME=learner,
-                    SERVELAB_CACHE=str(home / ".cache" / "servelab" / "models"))
-    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner)
-    assert_central_findings(lab, tmp_path / "results", f"unprivileged user {learner}")
+    tmp_path = learner_tmp
+    env = quick_env(tmp_path, HOME=str(learner.home), USER=learner.name, LOGNAME=learner.name,
+                    SERVELAB_CACHE=str(learner.home / ".cache" / "servelab" / "models"), **learner.env)
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner.name, python=learner.python)
+    assert_central_findings(lab, tmp_path / "results", f"unprivileged user {learner.name}")
     held = {json.loads(meta.read_text()).get("limits_enforced") for meta in (tmp_path / "results").rglob("meta.json")}
     assert held and held <= NON_ROOT_RUNGS, f"the learner's saved runs say their CPU limits were held by {held}"
 
