@@ -71,3 +71,46 @@ def test_finding_says_what_decided_and_records_it(capsys, tmp_path, monkeypatch)
     recorded = findings.read(tmp_path / "findings.jsonl")
     assert recorded["t-late"].holds is False and recorded["t-late"].evidence == "3% vs 2% late"  # the later verdict
     assert recorded["t-cores"].cannot == "2 cores hold 2 pods"
+
+
+def _capacity(rate: float, cpu_limit: float, machine_rate: float):
+    import pandas as pd
+
+    from servelab.analysis.calibration import Capacity
+
+    cpu_ms = 1000 * min(cpu_limit, 1.0) / rate  # a pod that used its limit (one core at most) at its capacity
+    machine_cpu_ms = 1000 * 0.85 * 2 / machine_rate
+    return Capacity(model="large", slo_ms=50, rate=rate, cpu_ms=cpu_ms, machine_cpu_ms=machine_cpu_ms, cpu_limit=cpu_limit,
+                    cpu_request=0.5, limits="cgroup-v1", limits_note="", cores=2, backend="local", seconds=1.0,
+                    steps=pd.DataFrame())
+
+
+def test_pods_are_shrunk_when_the_lab_would_load_the_machine_not_the_pods(monkeypatch, capsys):
+    """One pod serving nearly all this machine can send (a fast pod, one CPU): the lab holds its pods smaller,
+    says so, and sizes its rates from the smaller pod's measured capacity."""
+    from servelab.analysis import calibration
+    from servelab.backends.local import cluster
+
+    measured = [_capacity(1200, 1.5, 1600), _capacity(400, 0.45, 1200)]
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: measured.pop(0))
+    monkeypatch.setattr(lab, "QUICK", True)
+    p = lab.params(quick=dict(model="large", slo_ms=50, rates=lab.capacity(0.5, 1.6)),
+                   full=dict(model="large", slo_ms=50, rates=lab.capacity(1.0)))
+    try:
+        out = capsys.readouterr().out
+        assert "measure the machine, not the pods" in out and "held at 0.4" in out
+        # one core used of its 1.5, shrunk so that 1.6 x its capacity is FIT_TO of the machine: 1 x 0.55 x 1600 / 1920
+        assert cluster.cpu_scale() == pytest.approx(0.55 * 1600 / 1920 / 1.5)
+        assert p.rates == [200.0, 640.0] and not measured
+    finally:
+        cluster.fit_pods(1.0)
+
+
+def test_pods_keep_their_manifest_size_when_the_machine_can_load_them(monkeypatch):
+    from servelab.analysis import calibration
+    from servelab.backends.local import cluster
+
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: _capacity(500, 0.5, 1400))
+    monkeypatch.setattr(lab, "QUICK", True)
+    lab.params(quick=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)), full=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)))
+    assert cluster.cpu_scale() == 1.0

@@ -205,3 +205,17 @@ def test_a_slower_cpu_makes_each_call_last_its_back_to_back_cpu_time_over_the_sh
     assert "4x slower" in device.describe() and f"so {device.call_cpu_s / 0.25 * 1000:.3g} ms each" in device.describe()
     with pytest.raises(ValueError, match=r"must be in \(0, 1\], not 2"):
         SlowerCpu(2)
+
+
+def test_a_shorter_period_is_written_where_each_rung_keeps_it(tmp_path):
+    """The local backend holds an emulated slower pod over a shorter period; each rung must keep it."""
+    v1 = cgroup.detect(fake_v1(tmp_path / "v1"))
+    cgroup.CgroupHeld(v1, "pod", 0.1665, None, period_s=0.06)
+    assert (v1.dirs["cpu"] / "pod" / "cpu.cfs_period_us").read_text() == "60000"
+    assert (v1.dirs["cpu"] / "pod" / "cpu.cfs_quota_us").read_text() == "9990"
+    v2 = cgroup.detect(fake_v2(tmp_path / "v2"))
+    cgroup.CgroupHeld(v2, "pod", 0.5, None, period_s=0.02)
+    assert (v2.dirs["unified"] / "pod" / "cpu.max").read_text() == "10000 20000"
+    scoped = user_scope.scope_command("systemd-run", "u.scope", 0.5, None, ["true"], period_s=0.02)
+    assert "CPUQuotaPeriodSec=20ms" in scoped and "CPUQuota=50%" in scoped
+    assert not any("CPUQuotaPeriodSec" in a for a in user_scope.scope_command("systemd-run", "u.scope", 0.5, None, ["true"]))

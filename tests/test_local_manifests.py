@@ -170,3 +170,17 @@ def test_documents_from_text_dict_and_bad_input():
         load_documents("cluster/nope.yaml")
     with pytest.raises(InvalidManifest, match="needs kind and metadata.name"):
         load_documents({"kind": "Service"})
+
+
+def test_an_emulated_slower_pod_stalls_as_long_as_the_manifest_s_limit_makes_it():
+    """SERVELAB_CPU_SCALE below 1 shortens the period so the stall after a spent quota stays (1 - L) x 100 ms."""
+    from servelab.backends.local.cluster import _scaled
+
+    spec = ContainerSpec.from_template(deployment()["spec"]["template"])
+    assert spec.cpu_limit == 0.5 and spec.cpu_period_s == 0.1
+    slower = _scaled(spec, 1 / 3)
+    assert slower.cpu_limit == pytest.approx(0.5 / 3) and slower.cpu_request == pytest.approx(0.5 / 3)
+    stall = lambda s: (1 - s.cpu_limit) * s.cpu_period_s  # noqa: E731
+    assert stall(slower) == pytest.approx(stall(spec)) and slower.cpu_period_s == pytest.approx(0.06)
+    faster = _scaled(spec, 3)
+    assert faster.cpu_limit == 1.5 and faster.cpu_request == 0.5 and faster.cpu_period_s == 0.1

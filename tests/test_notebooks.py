@@ -7,24 +7,29 @@ tagged `nbval-check-output` (deterministic replies such as the lesson's curl). E
 its own gradebook and results folder, so a test run never touches the learner's own; the labs
 record every finding they print in that results folder, where these tests read the verdicts.
 
-The machine matrix (labs 03-06, quick mode): this machine as it is (root here, with cgroups), an
-unprivileged user (whose pods are held by a non-root rung of the CPU-limit ladder), and a machine
-about three times faster and three times slower per pod (SERVELAB_CPU_SCALE scales every pod's
-CPU limit; each lab's calibration must follow). In every cell each lab's central findings hold.
+The machine matrix (labs 03-06, quick mode): (a) this machine as it is (root here, with cgroups);
+(b) an unprivileged user, whose pods are held by a non-root rung of the CPU-limit ladder, on a machine
+three times slower per pod, as a hosted hub often is; (c) a machine three times faster per pod
+(SERVELAB_CPU_SCALE scales every pod's CPU limit; each lab's calibration must follow, and on 2 cores
+the lab must shrink its pods to what the machine can load). The slower machine and the unprivileged
+user share their runs to keep `make test` within its time: the slower machine's small quotas are
+where a non-root rung is hardest pressed. In every cell each lab's central findings hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
-import site
+import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import pytest
@@ -64,10 +69,10 @@ def quick_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_solution(notebook: Path, env: dict[str, str], user: str | None = None, python: str = sys.executable) -> None:
-    """Run one solution notebook under nbval (as `user`, with `python`, if given); fail with its output if a cell raised."""
+def run_solution(notebook: Path, env: dict[str, str], user: str | None = None) -> None:
+    """Run one solution notebook under nbval (as `user` if given); fail with its output if a cell raised."""
     command = [
-        python, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
         f"--nbval-cell-timeout={NOTEBOOK_TIMEOUT_S}", "-q", "-o", "addopts=", str(notebook),
     ]
     if user is not None:
@@ -97,49 +102,53 @@ def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path):
 
 @dataclass(frozen=True)
 class Learner:
-    """An unprivileged user, and how that user runs this project's Python."""
+    """An unprivileged user, and their home."""
 
     name: str
     home: Path
-    python: str
-    env: dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def learner() -> Learner:
+def learner() -> Iterator[Learner]:
     """An unprivileged user to run labs as: created when we are root, skipped (with why) when we cannot."""
     if os.geteuid() != 0:
         pytest.skip(f"these tests already run unprivileged (uid {os.geteuid()}): matrix cell (a) is that cell")
-    for tool in ("useradd", "runuser"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"no {tool} on this machine, so no second user can be made to run the labs as")
+    if not shutil.which("useradd") or not shutil.which("runuser"):
+        pytest.skip("no useradd/runuser here to create and become a second user")
     try:
         pwd.getpwnam(LEARNER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", LEARNER], check=True)
     home = Path(pwd.getpwnam(LEARNER).pw_dir)
-    python, env = learner_python(LEARNER)
-    return Learner(LEARNER, home, python, env)
-
-
-def learner_python(user: str) -> tuple[str, dict[str, str]]:
-    """A Python `user` may run that imports this project: this one, or the system's of the same version
-    with this environment's packages on PYTHONPATH (a venv built on a Python under /root, as pyenv
-    installs it, is not executable by other users)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    paths = os.pathsep.join([*site.getsitepackages(), str(ROOT)])
-    tried = []
-    for python, env in ((sys.executable, {}), (shutil.which(f"python{version}") or "", {"PYTHONPATH": paths})):
-        probe = subprocess.run(["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), python,
-                                "-c", "import servelab, nbval, sys; print(sys.version_info[:2])"],
+    python = str(Path(sys.executable).resolve())
+    with traversable([ROOT, Path(sys.executable).parent, Path(python).parent]):
+        probe = subprocess.run(["runuser", "-u", LEARNER, "--", sys.executable, "-c", "import servelab, nbval"],
                                capture_output=True, text=True, cwd="/")
-        if probe.returncode == 0:
-            return python, env
-        tried.append(f"{python or 'python' + version}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-    message = f"{user} can run no Python that imports this project ({'; '.join(tried)}); make the checkout readable"
-    if os.environ.get("SERVELAB_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+        if probe.returncode != 0:
+            message = f"{LEARNER} cannot run {sys.executable} with this project: {probe.stderr.strip()[-300:]}"
+            if os.environ.get("SERVELAB_REQUIRE_TOOLS") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+        yield Learner(LEARNER, home)
+
+
+@contextlib.contextmanager
+def traversable(paths: list[Path]) -> Iterator[None]:
+    """Let other users pass through (not list) the folders above `paths` for a while: a checkout or a
+    Python under /root (mode 700, as pyenv and CI machines have it) is otherwise out of a learner's reach.
+    The modes are put back afterwards."""
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for folder in [path, *path.parents]:
+            mode = folder.stat().st_mode
+            if folder not in changed and not mode & stat.S_IXOTH:
+                changed[folder] = stat.S_IMODE(mode)
+                folder.chmod(changed[folder] | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(mode)
 
 
 @pytest.fixture
@@ -152,23 +161,24 @@ def learner_tmp(learner: Learner):
 
 
 @pytest.mark.parametrize("lab", sorted(CENTRAL))
-def test_lab_holds_for_an_unprivileged_learner(lab: str, learner: Learner, learner_tmp: Path):
-    """Matrix cell (b): the lab as a user who cannot write cgroups; the CPU limits fall to a non-root rung."""
+def test_lab_holds_for_an_unprivileged_learner_on_a_slower_machine(lab: str, learner: Learner, learner_tmp: Path):
+    """Matrix cell (b): the lab as a user who cannot write cgroups (the CPU limits fall to a non-root rung),
+    on a machine three times slower per pod."""
     tmp_path = learner_tmp
     env = quick_env(tmp_path, HOME=str(learner.home), USER=learner.name, LOGNAME=learner.name,
-                    SERVELAB_CACHE=str(learner.home / ".cache" / "servelab" / "models"), **learner.env)
-    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner.name, python=learner.python)
+                    SERVELAB_CACHE=str(learner.home / ".cache" / "servelab" / "models"), SERVELAB_CPU_SCALE="0.333")
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner.name)
     assert_central_findings(lab, tmp_path / "results", f"unprivileged user {learner.name}")
-    held = {json.loads(meta.read_text()).get("limits_enforced") for meta in (tmp_path / "results").rglob("meta.json")}
+    runs = [json.loads(meta.read_text()) for meta in (tmp_path / "results").rglob("meta.json")]
+    held = {run.get("limits_enforced") for run in runs if "backend" in run}  # a bare server (no pod) has no limit
     assert held and held <= NON_ROOT_RUNGS, f"the learner's saved runs say their CPU limits were held by {held}"
 
 
-@pytest.mark.parametrize("scale", ["3", "0.333"], ids=["3x-faster", "3x-slower"])
 @pytest.mark.parametrize("lab", sorted(CENTRAL))
-def test_lab_holds_on_a_faster_and_a_slower_machine(lab: str, scale: str, tmp_path: Path):
-    """Matrix cell (c): every pod's CPU limit times 3 and divided by 3; the calibration must follow."""
-    run_solution(ROOT / "solutions" / f"{lab}.ipynb", quick_env(tmp_path, SERVELAB_CPU_SCALE=scale))
-    assert_central_findings(lab, tmp_path / "results", f"SERVELAB_CPU_SCALE={scale}")
+def test_lab_holds_on_a_faster_machine(lab: str, tmp_path: Path):
+    """Matrix cell (c): every pod's CPU limit times 3; the calibration must follow."""
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", quick_env(tmp_path, SERVELAB_CPU_SCALE="3"))
+    assert_central_findings(lab, tmp_path / "results", "SERVELAB_CPU_SCALE=3")
 
 
 def first_exercise(notebook: nbformat.NotebookNode) -> int:

@@ -99,7 +99,7 @@ class Capacity:
 
     def __str__(self) -> str:
         held = self.limits if self.limits else f"NOT held: {self.limits_note}"
-        limit = f"{self.cpu_limit:g} CPU" if self.cpu_limit else "no CPU limit"
+        limit = f"{self.cpu_limit:.3g} CPU" if self.cpu_limit else "no CPU limit"
         return (f"one {self.model} pod ({limit}, limit {held}) serves {self.rate:.0f} req/s within p95 <= "
                 f"{self.slo_ms:g} ms; {self.cpu_ms:.2f} ms of pod CPU and {self.machine_cpu_ms:.2f} ms of this "
                 f"machine's CPU per request; {self.cores:g} usable cores [{self.backend} backend, measured in "

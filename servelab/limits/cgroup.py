@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servelab.limits import cgroupfs
-from servelab.limits.cgroupfs import PERIOD_US, Host
+from servelab.limits.cgroupfs import PERIOD_S, Host
 from servelab.limits.cpuclock import gone
 from servelab.limits.held import Held
 
@@ -59,20 +59,22 @@ def detect(host: Host = Host()) -> Support:
 class CgroupHeld(Held):
     """One pod's cgroup: limits written at creation, processes added after spawn, usage read."""
 
-    def __init__(self, support: Support, name: str, cpu_limit: float | None, memory_limit: int | None):
+    def __init__(self, support: Support, name: str, cpu_limit: float | None, memory_limit: int | None,
+                 period_s: float = PERIOD_S):
         super().__init__()
         self.support, self.rung = support, f"cgroup-v{support.version}"
         self.dirs = {c: d / name for c, d in support.dirs.items()}
-        self._problem = cgroupfs.make_dirs(self.dirs.values()) or self._write_limits(cpu_limit, memory_limit)
+        self._problem = cgroupfs.make_dirs(self.dirs.values()) or self._write_limits(cpu_limit, memory_limit, period_s)
 
-    def _write_limits(self, cpu_limit: float | None, memory_limit: int | None) -> str:
+    def _write_limits(self, cpu_limit: float | None, memory_limit: int | None, period_s: float) -> str:
+        period_us = round(period_s * 1e6)
         if self.support.version == 1:
-            quota = str(int(cpu_limit * PERIOD_US)) if cpu_limit else "-1"
-            wanted = {self.dirs["cpu"] / "cpu.cfs_period_us": str(PERIOD_US), self.dirs["cpu"] / "cpu.cfs_quota_us": quota}
+            quota = str(int(cpu_limit * period_us)) if cpu_limit else "-1"
+            wanted = {self.dirs["cpu"] / "cpu.cfs_period_us": str(period_us), self.dirs["cpu"] / "cpu.cfs_quota_us": quota}
             if memory_limit:
                 wanted[self.dirs["memory"] / "memory.limit_in_bytes"] = str(memory_limit)
         else:
-            wanted = {self.dirs["unified"] / "cpu.max": cgroupfs.cpu_max(cpu_limit)}
+            wanted = {self.dirs["unified"] / "cpu.max": cgroupfs.cpu_max(cpu_limit, period_s)}
             if memory_limit:
                 wanted[self.dirs["unified"] / "memory.max"] = str(memory_limit)
         return next(filter(None, (cgroupfs.written(path, value) for path, value in wanted.items())), "")

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-PERIOD_US = 100_000  # CFS's default period: a limit of c cores is c x 100 ms of CPU per 100 ms
+PERIOD_S = 0.1  # CFS's default period: a limit of c cores is c x 100 ms of CPU per 100 ms
 _MEMORY_SLACK = 8192  # the kernel rounds a memory limit to whole pages
 
 
@@ -95,9 +95,10 @@ def read_back(path: Path, value: str) -> str:
     return f"{path} reads back {' '.join(read)!r}, not {value!r}"
 
 
-def cpu_max(cpu_limit: float | None) -> str:
-    """cgroup v2's cpu.max for a limit of `cpu_limit` cores ('max' for none)."""
-    return f"{'max' if cpu_limit is None else int(cpu_limit * PERIOD_US)} {PERIOD_US}"
+def cpu_max(cpu_limit: float | None, period_s: float = PERIOD_S) -> str:
+    """cgroup v2's cpu.max for a limit of `cpu_limit` cores ('max' for none) over periods of `period_s`."""
+    period_us = round(period_s * 1e6)
+    return f"{'max' if cpu_limit is None else int(cpu_limit * period_us)} {period_us}"
 
 
 def usage_v2_s(group: Path) -> float | None:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 
 from servelab.limits import cgroup, cpuclock, user_scope, userspace
-from servelab.limits.cgroupfs import Host
+from servelab.limits.cgroupfs import PERIOD_S, Host
 from servelab.limits.held import Held
 
 RUNGS = ("cgroup", "user-scope", "userspace")
@@ -103,11 +103,14 @@ class Ladder:
         by_pod = ", ".join(f"{name} by {h.rung}" for name, h in held.items())
         return "+".join(rungs), f"pods were held by different rungs: {by_pod}"
 
-    def hold(self, name: str, cpu_limit: float | None, memory_limit: int | None) -> Held:
-        """Limits for a new pod `name`, from the best rung that takes them (the `Held` says which, or why none)."""
+    def hold(self, name: str, cpu_limit: float | None, memory_limit: int | None,
+             cpu_period_s: float = PERIOD_S) -> Held:
+        """Limits for a new pod `name`, from the best rung that takes them (the `Held` says which, or why none).
+
+        `cpu_period_s`: the quota's period (CFS's 100 ms unless asked: the local backend shortens it to emulate a slower machine)."""
         problems = []
         for rung in self.available:
-            held = self._hold_on(rung, name, cpu_limit, memory_limit)
+            held = self._hold_on(rung, name, cpu_limit, memory_limit, cpu_period_s)
             if not held.problem:
                 held.passed = problems
                 return held
@@ -115,14 +118,15 @@ class Ladder:
             problems.append(f"{rung}: {held.problem}")
         return Held("; ".join(problems) or self.reason)
 
-    def _hold_on(self, rung: str, name: str, cpu_limit: float | None, memory_limit: int | None) -> Held:
+    def _hold_on(self, rung: str, name: str, cpu_limit: float | None, memory_limit: int | None,
+                 period_s: float) -> Held:
         if rung == "cgroup":
-            return cgroup.CgroupHeld(self._support, name, cpu_limit, memory_limit)
+            return cgroup.CgroupHeld(self._support, name, cpu_limit, memory_limit, period_s)
         if rung == "user-scope":
-            return user_scope.ScopeHeld(self.host, name, cpu_limit, memory_limit)
+            return user_scope.ScopeHeld(self.host, name, cpu_limit, memory_limit, period_s)
         if self._enforcer is None or self._enforcer.failed:
             self._enforcer = userspace.Enforcer()
-        return userspace.UserspaceHeld(self._enforcer, name, cpu_limit)
+        return userspace.UserspaceHeld(self._enforcer, name, cpu_limit, period_s)
 
     def close(self) -> None:
         """Stop the enforcer (continuing what it held) and remove our cgroup parent, if any."""

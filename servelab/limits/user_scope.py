@@ -36,11 +36,13 @@ def unit_name(name: str) -> str:
 
 
 def scope_command(systemd_run: str, unit: str, cpu_limit: float | None, memory_limit: int | None,
-                  argv: list[str]) -> list[str]:
+                  argv: list[str], period_s: float = cgroupfs.PERIOD_S) -> list[str]:
     """`argv` started in transient scope `unit` of the user's manager, with the limits as its properties."""
     properties = []
     if cpu_limit is not None:
         properties += ["-p", f"CPUQuota={cpu_limit * 100:g}%"]
+        if period_s != cgroupfs.PERIOD_S:
+            properties += ["-p", f"CPUQuotaPeriodSec={period_s * 1000:g}ms"]
     if memory_limit is not None:
         properties += ["-p", f"MemoryMax={memory_limit}"]
     return [systemd_run, "--user", "--scope", "--quiet", "--collect", f"--unit={unit}", *properties, "--", *argv]
@@ -69,10 +71,11 @@ class ScopeHeld(Held):
 
     rung = "user-scope"
 
-    def __init__(self, host: Host, name: str, cpu_limit: float | None, memory_limit: int | None):
+    def __init__(self, host: Host, name: str, cpu_limit: float | None, memory_limit: int | None,
+                 period_s: float = cgroupfs.PERIOD_S):
         super().__init__()
         self.host, self.name = host, name
-        self.cpu_limit, self.memory_limit = cpu_limit, memory_limit
+        self.cpu_limit, self.memory_limit, self.period_s = cpu_limit, memory_limit, period_s
         self._systemd_run = shutil.which("systemd-run") or "systemd-run"
         self._pending: set[str] = set()  # scopes of processes started by command() and not added yet
         self._scopes: dict[Path, float] = {}  # scope group -> its CPU seconds when last read
@@ -80,7 +83,7 @@ class ScopeHeld(Held):
     def command(self, argv: list[str]) -> list[str]:
         unit = unit_name(self.name)
         self._pending.add(unit)
-        return scope_command(self._systemd_run, unit, self.cpu_limit, self.memory_limit, argv)
+        return scope_command(self._systemd_run, unit, self.cpu_limit, self.memory_limit, argv, self.period_s)
 
     def _add(self, pid: int) -> str:
         if not self._pending:
@@ -97,7 +100,7 @@ class ScopeHeld(Held):
             return f"process {pid} was not in a scope of {', '.join(sorted(self._pending))} after {START_TIMEOUT_S:g} s"
         self._pending.discard(group.name)
         self._scopes[group] = 0.0
-        wanted = {"cpu.max": cgroupfs.cpu_max(self.cpu_limit)}
+        wanted = {"cpu.max": cgroupfs.cpu_max(self.cpu_limit, self.period_s)}
         if self.memory_limit is not None:
             wanted["memory.max"] = str(self.memory_limit)
         return next(filter(None, (cgroupfs.read_back(group / f, v) for f, v in wanted.items())), "")

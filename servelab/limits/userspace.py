@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 
+from servelab.limits.cgroupfs import PERIOD_S
 from servelab.limits.cpuclock import TreeClock, gone
 from servelab.limits.held import Held
 
 ANSWER_TIMEOUT_S = 5.0
-PERIOD_S = 0.1  # as CFS's default cpu.cfs_period_us: one period's quota may be spent in a burst
 _ids = itertools.count(1)
 
 
@@ -95,10 +95,11 @@ class UserspaceHeld(Held):
 
     rung = "userspace"
 
-    def __init__(self, enforcer: Enforcer, name: str, cpu_limit: float | None):
+    def __init__(self, enforcer: Enforcer, name: str, cpu_limit: float | None, period_s: float = PERIOD_S):
+        """Held as CFS holds a cgroup: `cpu_limit` x `period_s` of CPU per period, spent in a burst if need be."""
         super().__init__()
         self.enforcer, self.key = enforcer, f"{next(_ids)}-{name}"
-        answer = enforcer.call(f"hold {self.key} {'-' if cpu_limit is None else cpu_limit} {PERIOD_S}")
+        answer = enforcer.call(f"hold {self.key} {'-' if cpu_limit is None else cpu_limit} {period_s}")
         self._problem = "" if answer == "ok" else answer.removeprefix("error ")
         if not self._problem:
             enforcer.held[self.key] = self._clock  # the owner's own list of the tree, to continue it if need be

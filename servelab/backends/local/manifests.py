@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from servelab import hpa
 from servelab.backends.local.node import Allocatable
 from servelab.backends.manifests import InvalidManifest, cpu_cores, memory_bytes
+from servelab.limits.cgroupfs import PERIOD_S
 
 # Kubernetes' "safe" alphabet for generated names (no vowels, no 0/1/3): k8s.io/apimachinery rand.
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -147,6 +148,7 @@ class ContainerSpec:
     command: list[str] | None = None
     name: str = ""  # the container's, for kubectl describe
     image: str | None = None  # not pulled: the local backend runs `servelab` from this Python
+    cpu_period_s: float = PERIOD_S  # the CPU quota's period: CFS's default, as the kubelet sets it
 
     @classmethod
     def from_template(cls, template: dict) -> ContainerSpec:
