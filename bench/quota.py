@@ -146,7 +146,7 @@ def main() -> None:
             if ladder.rung is None:
                 print(f"{rung:<12}not available: {ladder.tried[rung]}")
                 continue
-            for name, measure in (("spinner", lambda c: spinner(rung, c)), ("pod", lambda c: pod(rung, c, per_request_s))):
+            for name, measure in (("spinner", lambda c, rung=rung: spinner(rung, c)), ("pod", lambda c, rung=rung: pod(rung, c, per_request_s))):
                 for limit in LIMITS:
                     held, counted, overhead = measure(limit)
                     mark = "" if abs(held / limit - 1) <= TARGET else "  (off target)"

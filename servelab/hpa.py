@@ -23,8 +23,8 @@ pod became Ready is taken as its start time, and an unready pod is taken as neve
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 SYNC_PERIOD_S = 15.0  # --horizontal-pod-autoscaler-sync-period
 TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance

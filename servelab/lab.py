@@ -90,7 +90,12 @@ def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = F
 
 def _calibrate(chosen: dict[str, Any], again: bool):
     from servelab.analysis.calibration import calibrate
-    from servelab.backends.local.cluster import CPU_SCALE_VARIABLE, cpu_scale, emulated_scale, fit_pods
+    from servelab.backends.local.cluster import (
+        CPU_SCALE_VARIABLE,
+        cpu_scale,
+        emulated_scale,
+        fit_pods,
+    )
 
     missing = {"model", "slo_ms"} - chosen.keys()
     if missing:
@@ -158,7 +163,7 @@ def cleanup() -> None:
     """Close everything the lab started, newest first. Safe to call again: the second does nothing."""
     while _open:
         thing = _open.pop()
-        stop = getattr(thing, "close", None) or getattr(thing, "stop")
+        stop = getattr(thing, "close", None) or thing.stop
         try:
             stop()
         except Exception as error:  # one failure must not leave the rest running

@@ -154,7 +154,7 @@ def latency_breakdown(parts: Mapping[str, Mapping[str, float]], ax=None, *, unit
     """
     ax = _axes(ax, size=(8, 1.5 + 0.7 * len(parts)))
     colours: dict[str, str] = {}
-    for row, (path, pieces) in enumerate(parts.items()):
+    for row, pieces in enumerate(parts.values()):
         left = 0.0
         for piece, value in pieces.items():
             new = piece not in colours

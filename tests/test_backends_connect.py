@@ -12,7 +12,7 @@ def test_auto_without_kubeconfig_is_local_and_says_why(monkeypatch, tmp_path, ca
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with connect(service_port=0) as cluster:
         assert cluster.backend == "local"
-    (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("servelab:")]
+    (line,) = [text for text in capsys.readouterr().out.splitlines() if text.startswith("servelab:")]
     assert "local backend" in line and f"no kubeconfig at {tmp_path / 'missing'}" in line
 
 

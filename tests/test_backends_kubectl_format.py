@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from servelab.backends.base import POD_RUNNING, POD_UNSCHEDULABLE, DeploymentInfo, Event, HPAInfo, PodInfo
+from servelab.backends.base import (
+    POD_RUNNING,
+    POD_UNSCHEDULABLE,
+    DeploymentInfo,
+    Event,
+    HPAInfo,
+    PodInfo,
+)
 from servelab.backends.kubectl_format import (
-    cpu_quantity, deployments_table, describe_pod, format_age, hpas_table, memory_quantity, pods_table, table,
+    cpu_quantity,
+    deployments_table,
+    describe_pod,
+    format_age,
+    hpas_table,
+    memory_quantity,
+    pods_table,
+    table,
 )
 
 

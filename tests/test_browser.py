@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from browser_fixtures import chromium_page, jupyter_lab
 from tools import require_tool
 

@@ -114,3 +114,32 @@ def test_committed_labs_are_what_make_labs_writes():
     assert sorted(committed) == sorted(wanted), "labs/ and solutions/ hold different notebooks: run `make labs`"
     for name, text in wanted.items():
         assert committed[name] == text, f"labs/{name} is out of date with solutions/{name}: run `make labs`"
+
+
+def _printed(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_committed_solution_shows_every_finding_it_states(path: Path):
+    """The reference run agrees with the text beside it: every finding it printed holds, none is missing."""
+    notebook = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        printed = _printed(cell)
+        for refused in ("did NOT show", "cannot show"):
+            assert refused not in printed, f"{path.name} cell {i}: the saved run printed '{refused}': re-run the lab"
+        if "lab.finding(" in cell.source or "lab.report(" in cell.source:
+            assert "This run shows it" in printed, f"{path.name} cell {i} states a finding; its saved output shows none"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "labs").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_learner_text_speaks_of_the_lesson_not_a_seed(path: Path):
+    """Learners never saw 'the seed' this workbook grew from: the text calls it the lesson."""
+    import re
+
+    notebook = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            assert not re.search(r"\bthe seed\b|\bseed's\b", cell.source, re.IGNORECASE), f"{path.name} cell {i}"

@@ -8,8 +8,8 @@ import subprocess
 import time
 
 import pytest
-
 from limits_fixtures import fake_v1, fake_v2, install_fake_systemd_run
+
 from servelab import limits
 from servelab.limits import cgroup, ladder, user_scope
 from servelab.limits.cgroupfs import Host

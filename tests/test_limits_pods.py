@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from limits_fixtures import as_user, learner_python
 from local_fixtures import closed_loop, deployment
+
 from servelab import limits, models
 from servelab.backends.local import LocalCluster
 

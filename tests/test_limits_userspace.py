@@ -11,9 +11,9 @@ import time
 
 import psutil
 import pytest
-
 from limits_fixtures import start_spinner, stop_spinner, tree, tree_cpu_s
 from local_fixtures import wait_for
+
 from servelab import limits
 from servelab.limits import userspace
 

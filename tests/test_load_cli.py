@@ -4,7 +4,6 @@ import argparse
 import json
 
 import pytest
-from load_fixtures import servelab_server  # noqa: F401 (a fixture)
 
 from servelab import cli
 from servelab.load import schedules

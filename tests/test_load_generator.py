@@ -4,7 +4,6 @@ Must-show 3 of the load issue: timeouts and 5xx are failures with their status, 
 """
 
 import pytest
-from load_fixtures import fixture_url  # noqa: F401 (a fixture)
 
 from servelab import load
 from servelab.load.generator import _infer_ms

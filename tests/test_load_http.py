@@ -17,7 +17,6 @@ import threading
 import time
 
 import pytest
-from load_fixtures import servelab_server  # noqa: F401 (a fixture)
 
 from servelab.load import generator
 from servelab.load.http import ERROR_BODY_BYTES, Pool, ServerDisconnected

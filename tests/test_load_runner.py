@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from load_fixtures import fixture_url, machine_timing, servelab_server  # noqa: F401 (fixtures)
+from load_fixtures import machine_timing
 
 from servelab import load
 from servelab.load.runner import OIP_BODY, auto_workers, request_body, target_url

@@ -1,6 +1,5 @@
 """A rate sweep: one open-loop run per rate and one summary row per run."""
 
-from load_fixtures import fixture_url  # noqa: F401 (a fixture)
 
 from servelab import load
 from servelab.load import Sweep

@@ -10,8 +10,8 @@ after its restart back-off and a start-up like its first. The figures are printe
 from __future__ import annotations
 
 import pytest
-
 from local_fixtures import SERVICE, deployment
+
 from servelab import chaos
 from servelab.backends.local import LocalCluster, allocatable
 

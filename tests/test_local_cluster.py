@@ -16,9 +16,23 @@ import re
 import signal
 
 import pytest
+from local_fixtures import (
+    DEPLOYMENT,
+    HPA,
+    SERVICE,
+    OpenLoad,
+    deployment,
+    failures,
+    manifest,
+    wait_for,
+)
 
-from local_fixtures import DEPLOYMENT, HPA, SERVICE, OpenLoad, deployment, failures, manifest, wait_for
-from servelab.backends.local import LocalCluster, PortInUseError, Unschedulable, allocatable
+from servelab.backends.local import (
+    LocalCluster,
+    PortInUseError,
+    Unschedulable,
+    allocatable,
+)
 from servelab.backends.local.node import Allocatable
 from servelab.backends.manifests import InvalidManifest
 

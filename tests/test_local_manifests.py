@@ -11,13 +11,24 @@ from decimal import Decimal
 
 import pytest
 from kubernetes.utils.quantity import parse_quantity
-
 from local_fixtures import DEPLOYMENT, HPA, SERVICE, deployment, manifest
+
 from servelab.backends.local.manifests import (
-    SAFE_ALPHABET, ContainerSpec, check_local, pod_suffix, pod_template_hash,
+    SAFE_ALPHABET,
+    ContainerSpec,
+    check_local,
+    pod_suffix,
+    pod_template_hash,
 )
 from servelab.backends.local.node import Allocatable
-from servelab.backends.manifests import InvalidManifest, check, cpu_cores, load_documents, memory_bytes, quantity
+from servelab.backends.manifests import (
+    InvalidManifest,
+    check,
+    cpu_cores,
+    load_documents,
+    memory_bytes,
+    quantity,
+)
 
 CONTAINER = "spec.template.spec.containers[0]"
 

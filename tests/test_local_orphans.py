@@ -14,7 +14,6 @@ import sys
 import textwrap
 
 import psutil
-
 from local_fixtures import DEPLOYMENT, SERVICE, wait_for
 
 OWNER = textwrap.dedent(f"""

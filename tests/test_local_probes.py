@@ -7,8 +7,6 @@ import asyncio
 import socket
 import time
 
-from proxy_fixtures import run  # noqa: F401 (a fixture)
-
 from servelab.backends.local.pods import http_ok
 
 ANSWERS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from proxy_fixtures import RESPONSES, UPGRADED, exchange, pod, run, started  # noqa: F401 (run: a fixture)
+from proxy_fixtures import RESPONSES, UPGRADED, exchange, pod, started
 
 from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import PortInUseError, ServiceProxy

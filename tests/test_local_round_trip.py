@@ -10,12 +10,16 @@ import time
 
 import pytest
 from local_fixtures import SERVICE, deployment, manifest
-from proxy_fixtures import RESPONSES, pod, run, started  # noqa: F401 (run: a fixture)
+from proxy_fixtures import RESPONSES, pod, started
 
 from servelab import load
 from servelab.backends.local import LocalCluster
 from servelab.backends.local.proxy.delay import Delay
-from servelab.backends.local.proxy.round_trip import ANNOTATION, JITTER_ANNOTATION, RoundTrip
+from servelab.backends.local.proxy.round_trip import (
+    ANNOTATION,
+    JITTER_ANNOTATION,
+    RoundTrip,
+)
 
 
 def service(name: str = "model-serving", **annotations) -> dict:

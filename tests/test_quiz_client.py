@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from quiz_fixtures import BANKS, P95_AT_100_MS, GraderProcess, results_root, servelab, write_roster  # noqa: F401
+from quiz_fixtures import BANKS, P95_AT_100_MS, GraderProcess, servelab, write_roster
 
 from servelab import quiz
 from servelab.quiz.client import GraderError

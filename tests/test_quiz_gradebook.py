@@ -10,7 +10,12 @@ import pytest
 from quiz_fixtures import BANKS, write_roster
 
 from servelab.quiz import bank as banks
-from servelab.quiz.gradebook import AttemptLimitError, Gradebook, RosterError, read_roster
+from servelab.quiz.gradebook import (
+    AttemptLimitError,
+    Gradebook,
+    RosterError,
+    read_roster,
+)
 from servelab.quiz.grading import grade
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from quiz_fixtures import BANKS, P95_AT_100_MS, results_root  # noqa: F401
+from quiz_fixtures import BANKS, P95_AT_100_MS
 
 from servelab import quiz
 from servelab.quiz import widgets

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from servelab.load import schedules
-from servelab.load.schedules import Constant, Diurnal, Poisson, Ramp, Random, Step, Trace, from_dict
+from servelab.load.schedules import (
+    Constant,
+    Diurnal,
+    Poisson,
+    Ramp,
+    Random,
+    Step,
+    Trace,
+    from_dict,
+)
 
 ALL = [
     Constant(500, 10),

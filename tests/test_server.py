@@ -46,7 +46,11 @@ def test_replica_and_server_timing_headers(server):
 
 
 def test_triton_client_json_mode(server):
-    from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
+    from tritonclient.http import (
+        InferenceServerClient,
+        InferInput,
+        InferRequestedOutput,
+    )
 
     client = InferenceServerClient(url=server.url.removeprefix("http://"))
     try:

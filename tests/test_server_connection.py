@@ -31,7 +31,7 @@ def _trickle(port: int, first: bytes, then: bytes, every_s: float = 0.2, give_up
         while time.monotonic() - start < give_up_s:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 try:
                     sock.sendall(then)
                 except OSError:  # the server closed while we were still sending

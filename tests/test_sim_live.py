@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from local_fixtures import SERVICE, deployment
+
 from servelab import sim, validate
 from servelab.backends.local import LocalCluster
 

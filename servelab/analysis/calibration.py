@@ -168,7 +168,7 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
     best = met.loc[met.rate.idxmax()]
     return Capacity(
         model=model, slo_ms=slo_ms, rate=float(best.rate), cpu_ms=float(best.pod_cpu_ms),
-        machine_cpu_ms=float((best.pod_cpu_ms + best.service_cpu_ms + best.generator_cpu_ms)),
+        machine_cpu_ms=float(best.pod_cpu_ms + best.service_cpu_ms + best.generator_cpu_ms),
         cpu_limit=limit, cpu_request=meta.get("cpu_request_cores") or limit or 0.0, limits=meta.get("limits_enforced", False), limits_note=meta.get("limits_note", ""),
         cores=allocatable().cpu_cores, backend=cluster.backend, seconds=0.0, steps=steps)
 

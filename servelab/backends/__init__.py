@@ -9,7 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from servelab.backends.base import Cluster, DeploymentInfo, Event, HPAInfo, PodInfo, ServiceInfo
+from servelab.backends.base import (
+    Cluster,
+    DeploymentInfo,
+    Event,
+    HPAInfo,
+    PodInfo,
+    ServiceInfo,
+)
 
 __all__ = ["connect", "Cluster", "PodInfo", "DeploymentInfo", "ServiceInfo", "HPAInfo", "Event"]
 

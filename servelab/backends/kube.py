@@ -22,9 +22,10 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from kubernetes import client, config
@@ -35,7 +36,13 @@ from kubernetes.utils import parse_quantity
 
 from servelab import repo
 from servelab.backends import base
-from servelab.backends.kube_objects import PodTracker, age_s, hpa_info, pod_info, unix_time
+from servelab.backends.kube_objects import (
+    PodTracker,
+    age_s,
+    hpa_info,
+    pod_info,
+    unix_time,
+)
 from servelab.backends.kube_watch import ObjectWatch
 from servelab.backends.manifests import load_documents
 from servelab.tools import find_tool, kubectl_install_hint

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from kubernetes import watch
 from kubernetes.client.rest import ApiException

@@ -30,7 +30,7 @@ def steps(text: str) -> list[tuple[float, float]]:
     try:
         return [(duration(d), float(r)) for d, r in (part.split(":") for part in text.split(","))]
     except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"not a list of duration:rate steps: {text!r} (example: 10s:50,10s:200)")
+        raise argparse.ArgumentTypeError(f"not a list of duration:rate steps: {text!r} (example: 10s:50,10s:200)") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -57,7 +57,7 @@ class Result:
         self._summary: dict | None = None
 
     @classmethod
-    def from_records(cls, records: list, meta: dict, duration: float) -> "Result":
+    def from_records(cls, records: list, meta: dict, duration: float) -> Result:
         """Merge the shards' raw arrays into one table ordered by intended send time."""
         cat = lambda name: np.concatenate([getattr(r, name) for r in records])  # noqa: E731
         intended, sent, done = cat("intended"), cat("sent"), cat("done")
@@ -118,7 +118,7 @@ class Result:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Result":
+    def load(cls, directory: str | Path) -> Result:
         directory = Path(directory)
         frame = pd.read_csv(directory / "requests.csv", dtype={"replica": object, "error": object})
         for column in ("replica", "error"):

@@ -174,7 +174,7 @@ def _added_round_trip(url: str, cluster_meta: dict) -> dict:
             "added_round_trip_jitter_ms": service["added_round_trip_jitter_ms"] if service else 0.0}
 
 
-def _in_thread(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:
+def _in_thread(shards: list[Shard], bar: _Progress) -> list[ShardRecord]:
     """One shard on its own event loop in a thread: works even where a loop already runs (Jupyter)."""
     out: dict[str, Any] = {}
     stop, reports = threading.Event(), queue.Queue()
@@ -201,7 +201,7 @@ def _in_thread(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:
     return [out["record"]]
 
 
-def _in_processes(shards: list[Shard], bar: "_Progress") -> list[ShardRecord]:
+def _in_processes(shards: list[Shard], bar: _Progress) -> list[ShardRecord]:
     """Each shard in a worker process (see servelab.load.worker), all starting at one instant."""
     workers = [_Worker(shard) for shard in shards]
     try:
@@ -278,7 +278,7 @@ class _Progress:
         self._recent: deque = deque(maxlen=8)  # the last few reports: about the last second or two
         self.started = time.monotonic()
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.show:
             from tqdm.auto import tqdm
 
@@ -297,6 +297,10 @@ class _Progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.close()
+            if type(self._bar).__module__ == "tqdm.notebook":
+                # A saved notebook keeps a widget's first text (0%), not where it ended: say that in text.
+                elapsed = time.monotonic() - self.started
+                print(f"{self.label}: {sum(self._done.values())} requests, {sum(self._ok.values())} ok, in {elapsed:.1f} s")
 
     def update(self, worker: int, n_done: int, n_ok: int, fresh: list) -> None:
         self._done[worker], self._ok[worker] = n_done, n_ok

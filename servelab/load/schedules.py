@@ -269,7 +269,7 @@ class Trace(Schedule):
         object.__setattr__(self, "duration", times[-1])
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> "Trace":
+    def from_csv(cls, path: str | Path) -> Trace:
         """Read a CSV with a header row and columns `time_s` and `rate`."""
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))

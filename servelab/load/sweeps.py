@@ -51,7 +51,7 @@ class Sweep:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Sweep":
+    def load(cls, directory: str | Path) -> Sweep:
         return cls([Result.load(d) for d in sorted(Path(directory).glob("run-*"))])
 
     def __repr__(self) -> str:

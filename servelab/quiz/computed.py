@@ -34,7 +34,9 @@ def results_root() -> Path:
 # --- reading what a lab saved -----------------------------------------------------------------
 
 def _result(path: Path):
-    from servelab.load.result import Result  # here, not at the top: showing a quiz should not wait for pandas
+    from servelab.load.result import (
+        Result,  # here, not at the top: showing a quiz should not wait for pandas
+    )
 
     if not (path / "requests.csv").is_file() or not (path / "meta.json").is_file():
         raise ResultError(f"{path}: no saved run here (requests.csv and meta.json); run the lab's cell that saves it")

@@ -24,7 +24,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servelab.quiz.bank import Bank, BankError, load_all, resolve_name
-from servelab.quiz.gradebook import STUDENT_ID, AttemptLimitError, Gradebook, read_roster
+from servelab.quiz.gradebook import (
+    STUDENT_ID,
+    AttemptLimitError,
+    Gradebook,
+    read_roster,
+)
 from servelab.quiz.grading import AnswerError, grade
 
 MAX_BODY_BYTES = 64 * 1024

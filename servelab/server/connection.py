@@ -23,7 +23,10 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from servelab.server.admission import Admission
 

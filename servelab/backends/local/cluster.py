@@ -24,7 +24,13 @@ from pathlib import Path
 from servelab import hpa, limits
 from servelab.backends import base
 from servelab.backends.local.manifests import (
-    KIND_RESOURCE, ContainerSpec, check_local, kind_of, pod_suffix, pod_template_hash, replicas_problem,
+    KIND_RESOURCE,
+    ContainerSpec,
+    check_local,
+    kind_of,
+    pod_suffix,
+    pod_template_hash,
+    replicas_problem,
 )
 from servelab.backends.local.node import Allocatable, allocatable
 from servelab.backends.local.pods import Pod

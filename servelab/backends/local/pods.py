@@ -21,8 +21,8 @@ from typing import Protocol
 from servelab.backends import base
 from servelab.backends.local.manifests import ContainerSpec, Probe
 from servelab.backends.local.processes import Watchdog, kill_group, spawn
-from servelab.load import http
 from servelab.limits import Held
+from servelab.load import http
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 10.0, 300.0, 600.0
 

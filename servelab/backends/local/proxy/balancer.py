@@ -177,7 +177,7 @@ def connect(hop: Hop, client: ClientConnection) -> None:
 
 async def _connect(hop: Hop, client: ClientConnection, order: list[Endpoint]) -> None:
     for endpoint in order:
-        pod = await hop.open(endpoint, lambda: PodConnection(hop, endpoint))
+        pod = await hop.open(endpoint, lambda endpoint=endpoint: PodConnection(hop, endpoint))
         if pod is None:
             continue
         if client.transport.is_closing():
@@ -195,6 +195,6 @@ def preopen(hop: Hop, endpoints: list[Endpoint]) -> None:
 
 
 async def _open_idle(hop: Hop, endpoint: Endpoint) -> None:
-    pod = await hop.open(endpoint, lambda: PodConnection(hop, endpoint))
+    pod = await hop.open(endpoint, lambda endpoint=endpoint: PodConnection(hop, endpoint))
     if pod is not None:
         hop.endpoints.release(pod)
