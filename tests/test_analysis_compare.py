@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from servelab import cost, lab
@@ -43,3 +44,16 @@ def test_latency_and_cost_puts_the_pods_request_beside_its_price():
     assert table["CPU request (cores)"].tolist() == [0.5, 2.0]
     assert table.loc["big", "$ per 1M predictions"] > 3 * table.loc["small", "$ per 1M predictions"]
     assert table.loc["big", "idle share"] > table.loc["small", "idle share"]
+
+
+@pytest.mark.parametrize(("one", "hpa", "most", "holds"), [
+    (90.2, 45.2, 13.3, True),  # one pod late in all its peak; the HPA late until its pods were Ready
+    (90.0, 70.0, 5.0, False),  # the HPA nearly as late: not an effect
+    (15.0, 6.0, 0.0, False),  # 2.5x, but 9 points
+    (16.0, 6.0, 0.0, True),
+])
+def test_one_fixed_pod_is_late_only_by_a_margin_over_each_other_way(one, hpa, most, holds):
+    column = "over 50 ms or failed (%)"
+    table = pd.DataFrame({column: [one, hpa, most]}, index=["static, 1 replica", "HPA", "static, 4 replicas"])
+    found = compare.fixed_pod_late(table, 50, "static, 1 replica", ["HPA", "static, 4 replicas"])
+    assert found.holds is holds and "1.5 times as many and 10 points more" in found.evidence

@@ -39,6 +39,7 @@ from servelab.backends.local.node import allocatable
 FIRST_FRACTION = 0.6  # of the CPU bound: the first open-loop step
 STEP_UP, STEP_DOWN = 1.25, 0.7
 MAX_STEPS = 8
+MIN_REQUESTS = 200  # per step: a p95 of fewer is a few requests' luck (a slow machine's steps last longer)
 CLOSED_USERS = 4
 MACHINE_HEADROOM = 0.85  # of the usable cores an experiment may plan to use; the rest is the notebook's
 _cache: dict[tuple, Capacity] = {}
@@ -184,7 +185,7 @@ def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progres
         rate, refined = FIRST_FRACTION * bound, 0
         while len(rows) < MAX_STEPS and refined <= sizes.refine:
             bar.set_postfix_str(f"{rate:.0f} req/s")
-            rows.append(_step(cluster, url, rate, slo_ms, sizes.step_s, seed=len(rows)))
+            rows.append(_step(cluster, url, rate, slo_ms, max(sizes.step_s, MIN_REQUESTS / rate), seed=len(rows)))
             bar.update()
             met = [r["rate"] for r in rows if r["met"]]
             missed = [r["rate"] for r in rows if not r["met"]]

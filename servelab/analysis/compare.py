@@ -76,13 +76,15 @@ def pod_cost_table(pods: list[dict], price) -> pd.DataFrame:
 def fixed_pod_late(table: pd.DataFrame, slo_ms: float, one: str, others: list[str]) -> Finding:
     """Lab 05: one fixed pod leaves more requests late or failed than each of the `others` on the same traffic.
 
-    Threshold: its share late or failed is at least twice each other's, and 10 points above it.
+    Threshold: its share late or failed is at least 1.5 times each other's, and 10 points above it. Not
+    twice: the HPA is late too until its new pods are Ready, and in a short peak (quick mode) that
+    delay is a third of the peak.
     """
     column = f"over {slo_ms:g} ms or failed (%)"
     mine = table.loc[one, column]
-    holds = all(mine >= 2 * table.loc[o, column] and mine - table.loc[o, column] >= 10 for o in others)
+    holds = all(mine >= 1.5 * table.loc[o, column] and mine - table.loc[o, column] >= 10 for o in others)
     shares = ", ".join(f"{table.loc[o, column]:.1f}% {o}" for o in others)
     return Finding("05-one-pod-late", f"One fixed pod leaves more requests late or failed than {' or '.join(others)}.",
-                   bool(holds), f"{mine:.1f}% {one}, {shares}; threshold: twice as many and 10 points more",
+                   bool(holds), f"{mine:.1f}% {one}, {shares}; threshold: 1.5 times as many and 10 points more",
                    "The peak did not overload one pod (the machine changed since the calibration: run the "
                    "parameters cell with recalibrate=True), or the peak was too short next to the HPA's delay.")

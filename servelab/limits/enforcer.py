@@ -4,7 +4,7 @@ SIGSTOP/SIGCONT, as the `cpulimit` tool does, where no cgroup can be written (no
 Each held tree has a token bucket of CPU seconds, refilled at `limit` cores and holding at most one
 period's quota (limit x period, as CFS grants per period). The bucket is debited with the CPU the
 tree really used (its CPU clocks, servelab.limits.cpuclock); when it is empty the tree's process
-group is stopped, and continued once the bucket is full again. What the tree used past an empty
+group is stopped, and continued once the bucket has refilled to (1 - limit) of a period's quota. What the tree used past an empty
 bucket before the stop landed stays as debt, so over time the tree gets exactly `limit` cores.
 Checks come every few ms while a tree runs (sooner as its bucket runs low), so a burst overshoots
 by at most a check interval times the cores it runs on.
@@ -61,6 +61,10 @@ class Bucket:
         self.limit, self.period_s = limit, period_s
         self.clock = TreeClock()
         self.capacity = (limit or 0.0) * period_s
+        # Continue a stopped tree once the bucket holds this much: then it runs limit x period and
+        # stops (1 - limit) x period, as CFS throttles one busy thread (a full bucket would stop it a
+        # whole period, twice CFS's stall at half a core).
+        self.resume_at = self.capacity * max(0.0, 1.0 - (limit or 0.0))
         self.tokens = self.capacity
         self.stopped = False
         self.used_ns = 0
@@ -89,11 +93,11 @@ class Bucket:
         if not self.stopped and self.tokens <= 0:
             signal_tree(self.clock, signal.SIGSTOP)
             self.stopped = True
-        elif self.stopped and self.tokens >= self.capacity:
+        elif self.stopped and self.tokens >= self.resume_at:
             signal_tree(self.clock, signal.SIGCONT)
             self.stopped = False
         if self.stopped:
-            return max(MIN_CHECK_S, (self.capacity - self.tokens) / self.limit)
+            return max(MIN_CHECK_S, (self.resume_at - self.tokens) / self.limit)
         return min(REFRESH_S, max(MIN_CHECK_S, self.tokens / CORES))
 
     def release(self) -> None:
