@@ -63,13 +63,18 @@ def capacity(*multiples: float) -> Multiple:
     return Multiple(tuple(float(m) for m in multiples))
 
 
-def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = False) -> SimpleNamespace:
+def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = False,
+           fit: bool = True) -> SimpleNamespace:
     """Pick the quick or full sizes, say which, and close anything an earlier run left open.
 
     Both dicts must have the same keys, so a lab reads the same names in either mode. When any
     value is a `capacity(...)` multiple, one pod of the lab's `model` is measured first (within its
     `slo_ms`, see servelab.analysis.calibration; once per kernel unless `recalibrate`), every
     multiple becomes requests/s for this machine, and `p.capacity` holds the measurement.
+
+    `fit=False` keeps the pods at their manifest's size even where the highest multiple would load
+    this machine more than the pods (a lab whose top rate is meant for a server that costs the
+    machine less per request than the calibrated one, as a batching server does).
     """
     if quick.keys() != full.keys():
         raise ValueError(f"quick and full need the same keys; differ in {sorted(quick.keys() ^ full.keys())}")
@@ -79,7 +84,7 @@ def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = F
     print(f"mode: {mode}")
     measured = None
     if any(_has_multiple(v) for v in chosen.values()):
-        measured = _calibrate(chosen, recalibrate)
+        measured = _calibrate(chosen, recalibrate, fit)
     resolved = {}
     for key, value in chosen.items():
         resolved[key] = _resolve(value, measured.rate) if measured else value
@@ -88,7 +93,7 @@ def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = F
     return SimpleNamespace(**resolved, capacity=measured)
 
 
-def _calibrate(chosen: dict[str, Any], again: bool):
+def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
     from servelab.analysis.calibration import calibrate
     from servelab.backends.local.cluster import (
         CPU_SCALE_VARIABLE,
@@ -108,7 +113,7 @@ def _calibrate(chosen: dict[str, Any], again: bool):
     measured = calibrate(chosen["model"], chosen["slo_ms"], quick=QUICK, again=again)
     print(f"this machine: {measured}")
     peak = max(_multiples(chosen.values()))
-    if measured.backend == "local" and peak * measured.rate > FIT_ABOVE * measured.machine_rate:
+    if fit and measured.backend == "local" and peak * measured.rate > FIT_ABOVE * measured.machine_rate:
         # The most this lab offers would measure the machine (its load generator and Service), not the
         # pods: shrink the pods until it fits, and say so. Sized on the cores the pod really used,
         # since one server process uses one core at most whatever its limit.

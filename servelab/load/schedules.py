@@ -61,11 +61,6 @@ class Schedule:
         rate = np.where(inside, self._rate(np.clip(arr, 0.0, self.duration)), 0.0)
         return float(rate) if np.ndim(t) == 0 else rate
 
-    @property
-    def expected_requests(self) -> float:
-        """How many requests the schedule offers in total (the integral of the rate)."""
-        return float(self._cumulative()[1][-1])
-
     def send_times(self, seed: int = 0) -> np.ndarray:
         """Intended send offsets in seconds, sorted, float64. `seed` only matters for random arrivals."""
         grid, cumulative = self._cumulative()

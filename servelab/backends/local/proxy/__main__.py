@@ -7,9 +7,10 @@ follows the control channel (control.py) on stdin.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
+
+import uvloop
 
 from servelab.backends.local.proxy import MODES, control
 from servelab.backends.local.proxy.balancer import ClientConnection, preopen
@@ -42,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     round_trip = RoundTrip(args.round_trip_ms, args.round_trip_jitter_ms)
     try:
-        from uvloop import run
-    except ImportError:  # uvloop is optional: plain asyncio works, a little slower
-        run = asyncio.run
-    try:
-        run(serve(args.name, args.host, args.port, args.mode, round_trip))
+        uvloop.run(serve(args.name, args.host, args.port, args.mode, round_trip))
     except OSError as error:
         print(f"error {error}", flush=True)
         return 1
