@@ -97,7 +97,6 @@ def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
     from servelab.analysis.calibration import calibrate
     from servelab.backends.local.cluster import (
         CPU_SCALE_VARIABLE,
-        cpu_scale,
         emulated_scale,
         fit_pods,
     )
@@ -119,7 +118,7 @@ def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
         # since one server process uses one core at most whatever its limit.
         used = measured.rate * measured.cpu_ms / 1000
         limit = min(measured.cpu_limit or used, used) * FIT_TO * measured.machine_rate / (peak * measured.rate)
-        fit_pods(limit / (measured.cpu_limit or used) * cpu_scale() / emulated_scale())
+        fit_pods(limit / (measured.cpu_limit or used))  # measured at fit 1: the limit is the manifest's x the emulation
         print(f"  this machine sends at most {measured.machine_rate:.0f} req/s through a Service (load generator, "
               f"Service and pods together); {peak:g} x one pod ({peak * measured.rate:.0f} req/s) is more than "
               f"{FIT_ABOVE:.0%} of that: what this lab offers would measure the machine, not the pods. So every pod of this lab is held "
@@ -142,9 +141,7 @@ def _multiples(values) -> list[float]:
 
 
 def _has_multiple(value: Any) -> bool:
-    if isinstance(value, Multiple):
-        return True
-    return isinstance(value, (list, tuple)) and any(_has_multiple(v) for v in value)
+    return bool(_multiples([value]))
 
 
 def _resolve(value: Any, rate: float) -> Any:
