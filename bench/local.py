@@ -31,7 +31,7 @@ from pathlib import Path
 
 from servelab.backends.local import LocalCluster
 from servelab.backends.local.proxy.round_trip import ANNOTATION
-from servelab.backends.manifests import load_documents
+from servelab.core.manifests import load_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
@@ -102,7 +102,7 @@ def time_to_ready() -> tuple[float, float]:
 CHECK_TIMES = f"""
 import json, time
 started = time.perf_counter()
-from servelab.backends.manifests import check, load_documents
+from servelab.core.manifests import check, load_documents
 docs = load_documents([{str(DEPLOYMENT)!r}, {str(SERVICE)!r}, {str(ROOT / "cluster" / "model-serving-hpa.yaml")!r}])
 check(docs)
 first = time.perf_counter() - started

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _session():
     import onnxruntime as ort
 
-    from servelab import models
+    from servelab.core import models
 
     return ort.InferenceSession(str(models.path("tiny")), models.session_options(1), providers=["CPUExecutionProvider"])
 
@@ -300,7 +300,7 @@ def _feature_table() -> None:
 
 
 def _model_table() -> None:
-    from servelab.models import MODEL_NAMES, Model, path
+    from servelab.core.models import MODEL_NAMES, Model, path
 
     print("Models: onnxruntime CPU time per call, 1 intra-op thread (min of 5 repeats)")
     print(f"  {'model':<8}{'size':>10}{'batch 1':>12}{'x tiny':>8}{'batch 64':>12}{'per row':>10}")

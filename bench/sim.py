@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from servelab import cost, sim
-from servelab.load import schedules
+from servelab import sim
+from servelab.core import cost, schedules
 
 HPA_MANIFEST = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
 TARGET_S = 10.0

@@ -26,7 +26,7 @@ ROUNDS = 3
 def _round(server, script: str) -> tuple[float, float]:
     """(requests/s at saturation, open-loop p50 in ms at LOW_RATE) for one running server."""
     from servelab import load
-    from servelab.load.schedules import Constant
+    from servelab.core.schedules import Constant
 
     wrk.run(server.predict_url, script, connections=4, duration_s=1)  # warm-up
     saturated = wrk.run(server.predict_url, script, **SATURATION)

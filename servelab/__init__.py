@@ -12,9 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"models", "server", "load", "backends", "hpa", "cost", "sim", "quiz", "plots", "lab", "analysis"}
+_SUBMODULES = {"core", "server", "load", "backends", "sim", "quiz", "plots", "lab", "analysis"}
 # Short names for modules deeper in the tree that the labs use often.
-_ALIASES = {"manifests": "servelab.backends.manifests"}
+_ALIASES = {name: f"servelab.core.{name}" for name in ("models", "hpa", "cost", "manifests")}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from servelab import cost, hpa, sim
-from servelab.load.result import Result
-from servelab.load.schedules import Random, Schedule
+from servelab import sim
+from servelab.core import cost, hpa
+from servelab.core.result import Result
+from servelab.core.schedules import Random, Schedule
 
 DAY_S = 86400.0
 NIGHTLY_RUN_AT_H = 2.0  # the batch job runs at 02:00, when traffic is near its trough

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from servelab import models
+from servelab.core import models
 
 
 @dataclass

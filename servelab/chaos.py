@@ -29,8 +29,9 @@ import time
 from dataclasses import dataclass
 
 from servelab.backends import base
-from servelab.load import runner, schedules
-from servelab.load.result import Result
+from servelab.core import schedules
+from servelab.core.result import Result
+from servelab.load import runner
 
 DEPLOYMENT = "model-serving-deployment"
 FRACTION = 0.7  # of the measured capacity: near it, with room for the noise of a shared machine

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 
 from servelab.backends import kube_problem
-from servelab.tools import find_tool, kubectl_install_hint
+from servelab.core.tools import find_tool, kubectl_install_hint
 
 SERVICE_PORT = 8501
 KIND_CLUSTER = "servelab"

@@ -22,15 +22,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from servelab import limits, repo
-from servelab.backends.manifests import container
+from servelab import limits
+from servelab.core import repo
+from servelab.core.manifests import container
 from servelab.limits.pacing import SlowerCpu
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """
 import contextlib, json, sys, time
 import numpy as np
-from servelab import models
+from servelab.core import models
 from servelab.limits.pacing import SlowerCpu
 model = models.Model(sys.argv[1])
 row = np.asarray([models.EXAMPLE_ROW], np.float32)
@@ -100,7 +101,7 @@ def run_job(manifest: dict) -> ProcessRun:
     load are part of what a cluster bills a Job's pod for. Its CPU seconds are the kernel's count
     for the exited process, the same on every rung.
     """
-    from servelab.backends.manifests import cpu_cores, memory_bytes
+    from servelab.core.manifests import cpu_cores, memory_bytes
 
     spec = container(manifest)
     wanted = spec.get("resources", {}).get("limits", {})
@@ -132,8 +133,8 @@ def _held_note(held: limits.Held, cpu: float | None, ladder: limits.Ladder) -> t
 
 def job_pod(manifest: dict, run: ProcessRun):
     """The Job's pod as `cost.PodUsage`: its requests, for the time it ran, and the CPU it used."""
-    from servelab import cost
-    from servelab.backends.manifests import cpu_cores, memory_bytes
+    from servelab.core import cost
+    from servelab.core.manifests import cpu_cores, memory_bytes
 
     requests = container(manifest)["resources"]["requests"]
     return cost.PodUsage(manifest["metadata"]["name"], 0.0, run.seconds, cpu_cores(requests["cpu"]),
@@ -196,11 +197,11 @@ def edge_table(runs: dict[str, EdgeRun], slo_ms: float) -> pd.DataFrame:
 def serving_ways(online, job: ProcessRun, job_pod_usage, edge: EdgeRun, price) -> pd.DataFrame:
     """The same predictions served online, by a batch Job and at the edge: latency, throughput and cost.
 
-    Each way is priced by its own rule (servelab.cost's max(request, usage) x hours x price):
+    Each way is priced by its own rule (servelab.core.cost's max(request, usage) x hours x price):
     online pays for its replicas' requests for the whole run, busy or idle; the batch Job for
     its pod's requests only while it runs; the edge costs the cloud nothing.
     """
-    from servelab import cost
+    from servelab.core import cost
 
     served = online.summary()
     online_cost, job_cost = cost.cost_of_result(online, price), cost.cost([job_pod_usage], price, _scored_rows(job))

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servelab import cost, sim
-from servelab.load import runner, schedules
-from servelab.load.result import Result
+from servelab import sim
+from servelab.core import cost, schedules
+from servelab.core.result import Result
+from servelab.load import runner
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.75)  # of one-replica capacity: the target is below 0.8
 DRIFT_WARN = 0.15  # capacity measured after the live run differing by more than this: the machine changed

@@ -84,7 +84,7 @@ def synthetic_result(latencies_ms, status=None, lag_ms=0.0, meta=None):
     import numpy as np
     import pandas as pd
 
-    from servelab.load.result import Result
+    from servelab.core.result import Result
 
     n = len(latencies_ms)
     intended = np.arange(n) * 0.01

@@ -64,7 +64,8 @@ def results_root(tmp_path: Path) -> Path:
 
 def simulated(schedule, replicas: int | None = None, cpu: str = "500m", hpa_manifest: Path | None = None):
     """A run of `schedule` from the simulator: a real Result with pods, costs and a schedule in its meta."""
-    from servelab import hpa, sim
+    from servelab import sim
+    from servelab.core import hpa
 
     service = sim.ServiceTimes.empirical(np.linspace(0.002, 0.006, 50))
     if hpa_manifest is not None:
@@ -96,8 +97,9 @@ def _start_up_table(path: Path) -> None:
 
 def lab_results(root: Path) -> Path:
     """A results root laid out as the labs save it (the save cells of labs 00-07), from simulated runs."""
-    from servelab import cost, load
+    from servelab import load
     from servelab.analysis import compare
+    from servelab.core import cost
 
     hpa_manifest = REPO / "cluster" / "model-serving-hpa.yaml"
     (root / "00-orientation").mkdir(parents=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from servelab import cost, lab
+from servelab import lab
 from servelab.analysis import compare
+from servelab.core import cost
 
 
 def test_pod_cost_table_prices_an_idle_pod_by_its_request():

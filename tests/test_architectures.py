@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from servelab import architectures, cost, sim
+from servelab import architectures, sim
 from servelab.backends import base
-from servelab.load import schedules
-from servelab.load.result import COLUMNS, Result
+from servelab.core import cost, schedules
+from servelab.core.result import COLUMNS, Result
 
 HPA_MANIFEST = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
 SERVICE = sim.ServiceTimes.exponential(0.01)  # 10 ms: one pod serves about 100 req/s

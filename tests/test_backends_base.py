@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from servelab.backends import base
-from servelab.backends.manifests import deployment
+from servelab.core.manifests import deployment
 
 
 class RollingCluster:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servelab import batch, cli, models
+from servelab import batch, cli
+from servelab.core import models
 
 
 def test_batch_size_does_not_change_the_answers():

@@ -1,4 +1,4 @@
-"""servelab.cost: OpenCost's max(request, usage) rule on a timeline computed by hand."""
+"""servelab.core.cost: OpenCost's max(request, usage) rule on a timeline computed by hand."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from servelab import cost
-from servelab.cost import PodUsage, load_pricing
+from servelab.core import cost
+from servelab.core.cost import PodUsage, load_pricing
 
 CPU, MEM = 0.031611, 0.004237  # OpenCost default (GCP us-central1) on-demand, $/vCPU-h and $/GiB-h
 

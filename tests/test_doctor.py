@@ -161,7 +161,7 @@ def test_architecture_names_follow_docker(machine, expected):
 
 
 def test_doctor_depends_on_the_backends_never_the_reverse():
-    """The doctor checks a context through the backends; the backends find kubectl in servelab.tools."""
+    """The doctor checks a context through the backends; the backends find kubectl in servelab.core.tools."""
     backends = ROOT / "servelab" / "backends"
     for path in backends.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -1,4 +1,4 @@
-"""servelab.hpa against the cases of upstream's own tests.
+"""servelab.core.hpa against the cases of upstream's own tests.
 
 Each test names the upstream test it reproduces, from kubernetes/kubernetes
 pkg/controller/podautoscaler/replica_calculator_test.go and horizontal_test.go. Upstream levels and
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servelab import hpa
-from servelab.hpa import (
+from servelab.core import hpa
+from servelab.core.hpa import (
     Autoscaler,
     HPASpec,
     MetricsUnavailable,

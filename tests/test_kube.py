@@ -153,7 +153,7 @@ def test_kind_config_maps_the_services_node_port_to_8501():
 
 
 def test_a_missing_kind_config_is_an_error_that_says_what_to_do(api, monkeypatch, tmp_path):
-    monkeypatch.setattr("servelab.repo.ROOT", tmp_path)  # a repository without cluster/
+    monkeypatch.setattr("servelab.core.repo.ROOT", tmp_path)  # a repository without cluster/
     with pytest.raises(FileNotFoundError, match=r"cluster/kind-config.yaml is missing.*git checkout -- cluster/"):
         kind_port_map()
     with pytest.raises(FileNotFoundError, match="kind-config.yaml"):

@@ -16,8 +16,9 @@ import pytest
 from limits_fixtures import as_user, learner_python
 from local_fixtures import closed_loop, deployment
 
-from servelab import limits, models
+from servelab import limits
 from servelab.backends.local import LocalCluster
+from servelab.core import models
 
 BODY = json.dumps({"instances": [[1.0 + i % 7, 2.0, 5.0] for i in range(64)]}).encode()  # ~11 ms of CPU
 ARGS = ["serve", "--model", "large", "--name", "my-model", "--port", "8501", "--threads", "1"]

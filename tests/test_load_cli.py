@@ -6,7 +6,7 @@ import json
 import pytest
 
 from servelab import cli
-from servelab.load import schedules
+from servelab.core import schedules
 from servelab.load.cli import add_arguments, duration, schedule_from_args, steps
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from load_fixtures import synthetic_result
 
-from servelab.load.result import LAG_WARN_MS, Result, format_summary, latency_histogram
+from servelab.core.result import LAG_WARN_MS, Result, format_summary, latency_histogram
 
 
 def test_percentiles_match_numpy_within_hdr_precision():

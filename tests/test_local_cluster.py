@@ -34,7 +34,7 @@ from servelab.backends.local import (
     allocatable,
 )
 from servelab.backends.local.node import Allocatable
-from servelab.backends.manifests import InvalidManifest
+from servelab.core.manifests import InvalidManifest
 
 NAME = "model-serving-deployment"
 POD_NAME = re.compile(rf"^{NAME}-[bcdfghjklmnpqrstvwxz2456789]+-[bcdfghjklmnpqrstvwxz2456789]{{5}}$")

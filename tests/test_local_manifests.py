@@ -21,7 +21,7 @@ from servelab.backends.local.manifests import (
     pod_template_hash,
 )
 from servelab.backends.local.node import Allocatable
-from servelab.backends.manifests import (
+from servelab.core.manifests import (
     InvalidManifest,
     check,
     cpu_cores,
@@ -143,7 +143,7 @@ def test_the_kit_passes_and_the_local_backend_says_what_it_cannot_run():
 @pytest.mark.skipif(shutil.which("unshare") is None or sys.platform != "linux", reason="needs unshare (Linux)")
 def test_validation_works_offline():
     """kubernetes-validate ships its schemas: checking needs no network (here: a namespace with none)."""
-    code = (f"from servelab.backends.manifests import check, load_documents; "
+    code = (f"from servelab.core.manifests import check, load_documents; "
             f"check(load_documents([{str(DEPLOYMENT)!r}, {str(SERVICE)!r}, {str(HPA)!r}])); print('checked')")
     run = subprocess.run(["unshare", "--net", "--map-root-user", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=120)

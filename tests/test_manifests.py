@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from servelab import doctor
-from servelab.backends import manifests
-from servelab.backends.manifests import deployment
+from servelab.core import manifests
+from servelab.core.manifests import deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

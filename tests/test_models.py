@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from servelab import models
+from servelab.core import models
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from servelab import models
+from servelab.core import models
 from servelab.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -142,8 +142,8 @@ def small_day():
     """A compressed day for two architectures, from the simulator (fast: a few thousand requests)."""
     from pathlib import Path
 
-    from servelab import architectures, cost, sim
-    from servelab.load import schedules
+    from servelab import architectures, sim
+    from servelab.core import cost, schedules
 
     manifest = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
     traffic = schedules.Diurnal(mean_rate=60, peak_to_trough=4, duration=480, period=480)
@@ -163,7 +163,7 @@ def test_day_by_architecture_counts_the_architectures_within_the_slo_all_day():
 
 def test_predicted_vs_measured_titles_both_p95s_and_the_error():
     from servelab import sim
-    from servelab.load import schedules
+    from servelab.core import schedules
 
     traffic = schedules.Constant(50, 20)
     measured = sim.simulate(traffic, sim.ServiceTimes.exponential(0.004), policy=sim.Static(1))

@@ -17,8 +17,8 @@ from quiz_fixtures import (
 )
 
 from servelab.analysis import sweeps
+from servelab.core.result import Result
 from servelab.load import Sweep
-from servelab.load.result import Result
 from servelab.quiz import bank as banks
 from servelab.quiz import computed
 from servelab.quiz.grading import computed_keys, grade

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from servelab.load import schedules
-from servelab.load.schedules import (
+from servelab.core import schedules
+from servelab.core.schedules import (
     Constant,
     Diurnal,
     Poisson,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from server_fixtures import call, metric
 
-from servelab.models import Model
+from servelab.core.models import Model
 from servelab.server import ServerProcess, protocols
 from servelab.server.batching import Batcher
 

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servelab import cost, limits, serving_ways
-from servelab.backends.manifests import container
+from servelab import limits, serving_ways
+from servelab.core import cost
+from servelab.core.manifests import container
 
 
 def test_batch_job_sets_model_rows_and_batch_size_in_the_jobs_args():

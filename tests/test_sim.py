@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servelab import cost, sim
-from servelab.load import schedules
-from servelab.load.result import COLUMNS, Result
+from servelab import sim
+from servelab.core import cost, schedules
+from servelab.core.result import COLUMNS, Result
 from servelab.sim import cluster, queues
 
 MEAN_S = 0.01  # exponential service, 10 ms

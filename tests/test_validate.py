@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servelab import cost, sim, validate
-from servelab.load import schedules
+from servelab import sim, validate
+from servelab.core import cost, schedules
 
 SERVICE = sim.ServiceTimes.empirical(np.linspace(0.002, 0.006, 101), busy_s=np.full(101, 0.003))
 STEP = schedules.Step([(10, 50), (10, 200)])

@@ -130,7 +130,7 @@ def calibrate(model: str, slo_ms: float, *, quick: bool, again: bool = False, pr
 def measure(model: str, slo_ms: float, *, quick: bool, progress: bool = True) -> Capacity:
     """Start one pod of `model` from the lesson's manifests on the chosen backend and measure it."""
     from servelab.backends import connect
-    from servelab.backends.manifests import deployment, service
+    from servelab.core.manifests import deployment, service
 
     sizes = Sizes.for_mode(quick)
     started = time.monotonic()

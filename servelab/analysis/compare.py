@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from servelab import cost
 from servelab.analysis.findings import Finding
+from servelab.core import cost
 
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
 
@@ -54,7 +54,7 @@ def latency_and_cost(runs: dict[str, Any], price) -> pd.DataFrame:
 def pod_cost_table(pods: list[dict], price) -> pd.DataFrame:
     """Per pod (run_metadata()["pods"]): life so far, CPU used, dollars so far, per hour and per month.
 
-    Cost follows servelab.cost (max(request, usage) x hours x price), so a pod that serves
+    Cost follows servelab.core.cost (max(request, usage) x hours x price), so a pod that serves
     nothing still costs its requests; the last row adds the pods up.
     """
     usages = [cost.PodUsage.from_dict(pod) for pod in pods]

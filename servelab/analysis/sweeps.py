@@ -32,8 +32,8 @@ def max_rate_within_slo(table: pd.DataFrame, slo_ms: float) -> float:
 
 
 def cost_by_rate(sweep, price=None) -> pd.DataFrame:
-    """What each run of a sweep cost (servelab.cost, from the pods the cluster recorded), by offered rate."""
-    from servelab import cost
+    """What each run of a sweep cost (servelab.core.cost, from the pods the cluster recorded), by offered rate."""
+    from servelab.core import cost
 
     rows = {}
     for result in sweep:

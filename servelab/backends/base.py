@@ -186,7 +186,7 @@ class Cluster(abc.ABC):
     def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
         """What a measurement ran on: backend, replicas, requests/limits, limits_enforced, pods.
 
-        `pods` is a list of dicts shaped like servelab.cost.PodUsage (name, start_s, end_s,
+        `pods` is a list of dicts shaped like servelab.core.cost.PodUsage (name, start_s, end_s,
         cpu_request_cores, memory_request_gib, cpu_used_core_s), times in unix seconds; when a
         window is given, each pod's life is clipped to it (pods outside it are left out).
         """

@@ -34,7 +34,6 @@ from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.utils import parse_quantity
 
-from servelab import repo
 from servelab.backends import base
 from servelab.backends.kube_objects import (
     PodTracker,
@@ -44,8 +43,9 @@ from servelab.backends.kube_objects import (
     unix_time,
 )
 from servelab.backends.kube_watch import ObjectWatch
-from servelab.backends.manifests import load_documents
-from servelab.tools import find_tool, kubectl_install_hint
+from servelab.core import repo
+from servelab.core.manifests import load_documents
+from servelab.core.tools import find_tool, kubectl_install_hint
 
 KIND_CONFIG = "cluster/kind-config.yaml"
 FIELD_MANAGER = "servelab"

@@ -5,7 +5,7 @@
     result.summary()
 
 Open loop (`run`, `sweep`) is the honest measurement; closed loop (`run_closed`) is there to
-show what it hides. See `servelab.load.schedules` for the traffic shapes.
+show what it hides. See `servelab.core.schedules` for the traffic shapes.
 
 Names load on first use, so that the simulator (schedules only) and generator worker
 processes do not import pandas or matplotlib they do not need.
@@ -13,10 +13,12 @@ processes do not import pandas or matplotlib they do not need.
 
 import importlib
 
+_SCHEDULES = "servelab.core.schedules"
 _EXPORTS = {
-    "Constant": "schedules", "Diurnal": "schedules", "Poisson": "schedules", "Ramp": "schedules",
-    "Step": "schedules", "Random": "schedules", "Trace": "schedules", "Result": "result", "run": "runner", "run_closed": "runner", "warm_up": "runner",
-    "Sweep": "sweeps", "sweep": "sweeps",
+    "Constant": _SCHEDULES, "Diurnal": _SCHEDULES, "Poisson": _SCHEDULES, "Ramp": _SCHEDULES,
+    "Step": _SCHEDULES, "Random": _SCHEDULES, "Trace": _SCHEDULES, "Result": "servelab.core.result",
+    "run": "servelab.load.runner", "run_closed": "servelab.load.runner", "warm_up": "servelab.load.runner",
+    "Sweep": "servelab.load.sweeps", "sweep": "servelab.load.sweeps",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -24,7 +26,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'servelab.load' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"servelab.load.{_EXPORTS[name]}"), name)
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 

@@ -11,8 +11,9 @@ import argparse
 import re
 import sys
 
-from servelab.load import runner, schedules
-from servelab.load.result import format_summary
+from servelab.core import schedules
+from servelab.core.result import format_summary
+from servelab.load import runner
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

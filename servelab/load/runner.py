@@ -27,9 +27,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
-from servelab.load import generator, schedules
+from servelab.core import schedules
+from servelab.core.result import Result, environment
+from servelab.load import generator
 from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
-from servelab.load.result import Result, environment
 
 # Requests/s per generator process before `workers=None` adds another. A request costs about
 # 0.1 ms of client CPU, and the pacer (servelab.load.pacing) waits without spinning: on the

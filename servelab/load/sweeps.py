@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from servelab.load import runner, schedules
-from servelab.load.result import Result
+from servelab.core import schedules
+from servelab.core.result import Result
+from servelab.load import runner
 
 _COLUMNS = ["offered_rate", "achieved_rate", "ok", "errors", "p50", "p90", "p95", "p99", "max",
             "lag_p99", "generator_limited"]

@@ -20,7 +20,7 @@ from typing import Any
 import fastjsonschema
 import yaml
 
-import servelab
+from servelab.core import repo
 
 DIFFICULTIES = ("easy", "medium", "hard")
 KINDS = ("single", "multiple", "numeric", "computed")
@@ -203,7 +203,7 @@ def bank_dir() -> Path:
     """Where banks live: $SERVELAB_QUIZZES, else the repository's `quizzes/`, else ./quizzes."""
     if os.environ.get("SERVELAB_QUIZZES"):
         return Path(os.environ["SERVELAB_QUIZZES"])
-    repo_banks = Path(servelab.__file__).resolve().parent.parent / "quizzes"
+    repo_banks = repo.ROOT / "quizzes"
     return repo_banks if repo_banks.is_dir() else Path.cwd() / "quizzes"
 
 

@@ -34,7 +34,7 @@ def results_root() -> Path:
 # --- reading what a lab saved -----------------------------------------------------------------
 
 def _result(path: Path):
-    from servelab.load.result import (
+    from servelab.core.result import (
         Result,  # here, not at the top: showing a quiz should not wait for pandas
     )
 
@@ -114,8 +114,8 @@ def http_to_model_ratio(run: Path) -> float:
 
 
 def per_million_ratio(run: Path, other: Path) -> float:
-    """How many times `other`'s $ per 1M predictions `run`'s is (servelab.cost, from the recorded pods)."""
-    from servelab import cost
+    """How many times `other`'s $ per 1M predictions `run`'s is (servelab.core.cost, from the recorded pods)."""
+    from servelab.core import cost
 
     price = cost.load_pricing()
     return cost.cost_of_result(_result(run), price).per_million / cost.cost_of_result(_result(other), price).per_million
@@ -123,8 +123,8 @@ def per_million_ratio(run: Path, other: Path) -> float:
 
 def step_run_value(run: Path, column: str, slo_ms: float) -> float:
     """One column of lab 05's step comparison (`compare.step_comparison`) for one saved run of the step."""
-    from servelab import cost
     from servelab.analysis import compare, timelines
+    from servelab.core import cost
 
     result = _result(run)
     schedule = result.meta.get("schedule") or {}
@@ -138,7 +138,8 @@ def step_run_value(run: Path, column: str, slo_ms: float) -> float:
 
 def live_check_value(live: Path, predicted: Path, row: str, column: str, slo_ms: float) -> float:
     """One cell of lab 07's live check (`architectures.compare_live`), e.g. row 'p95 (ms)', column 'measured'."""
-    from servelab import architectures, cost
+    from servelab import architectures
+    from servelab.core import cost
 
     table = architectures.compare_live(_result(live), _result(predicted), cost.load_pricing(), slo_ms)
     return float(table.loc[row, column])

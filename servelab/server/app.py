@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 import servelab
-from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
+from servelab.core.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
 from servelab.server import protocols
 from servelab.server.admission import Admission
 from servelab.server.faults import Stall

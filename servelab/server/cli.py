@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import os
 
-from servelab.models import MODEL_NAMES
+from servelab.core.models import MODEL_NAMES
 
 # The numeric settings, one line each: flag, type, default, help. Each becomes the Options field
 # of the same name (--max-connections's default of None means: as many as --max-concurrency).

@@ -23,7 +23,7 @@ from time import perf_counter
 
 import numpy as np
 
-from servelab.models import Model
+from servelab.core.models import Model
 from servelab.server.batching import Batcher
 from servelab.server.faults import Stall
 from servelab.server.metrics import Metrics

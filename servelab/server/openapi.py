@@ -6,7 +6,7 @@ gives those routes the same documented error shape.
 
 from __future__ import annotations
 
-from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
+from servelab.core.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
 
 _ERROR = {
     "description": "what was wrong and what to send instead",

@@ -19,7 +19,7 @@ import re
 import numpy as np
 import orjson
 
-from servelab.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
+from servelab.core.models import INPUT_NAME, N_FEATURES, OUTPUT_NAME
 
 EXAMPLE = '{"instances": [[1.0, 2.0, 5.0]]}'
 SIGNIFICANT_DIGITS = 6

@@ -4,12 +4,12 @@ Requests arrive on the same schedules the load generator uses. Each one is route
 (round-robin, random or least-outstanding, like a Service), waits in that pod's FIFO queue for
 one of its `concurrency` slots, and takes a service time drawn from a measured distribution
 (`calibrate` it from a low-load run and a saturated one). The replica policy decides how many
-pods exist: a fixed count, the HPA (`servelab.hpa`, fed each pod's busy time as its CPU, every
+pods exist: a fixed count, the HPA (`servelab.core.hpa`, fed each pod's busy time as its CPU, every
 sync period), or a batch job that serves everything queued at scheduled times. New pods serve
 only after `startup_s`.
 
 The output is a `servelab.load.Result` with the same columns, summary and metadata as a live run,
-including `meta["pods"]` for `servelab.cost` and `meta["timeline"]` for the HPA's decisions.
+including `meta["pods"]` for `servelab.core.cost` and `meta["timeline"]` for the HPA's decisions.
 
 How it is fast: while the set of Ready pods stays the same, with one slot per pod and
 round-robin or random routing every arrival of a stretch is assigned at once and each pod's
@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from servelab.load.result import Result
-from servelab.load.schedules import Schedule
+from servelab.core.result import Result
+from servelab.core.schedules import Schedule
 from servelab.sim.cluster import ROUTINGS, Pods
 from servelab.sim.policies import Autoscaled, Batch, Static
 from servelab.sim.service import PodSize, ServiceTimes, calibrate, capacity_rps
@@ -118,7 +118,7 @@ def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
     busy time stands in for the server-reported model time."""
     n = len(arrivals)
     latency = done - arrivals
-    return pd.DataFrame({  # in load.result.COLUMNS order, uncopied: a simulated day is millions of rows
+    return pd.DataFrame({  # in core.result.COLUMNS order, uncopied: a simulated day is millions of rows
         "intended_s": arrivals,
         "sent_s": arrivals,
         "latency_s": latency,

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from servelab import hpa
-from servelab.cost import PodUsage
+from servelab.core import hpa
+from servelab.core.cost import PodUsage
 from servelab.sim.policies import Autoscaled, Batch
 from servelab.sim.queues import Quota, fifo_finish
 from servelab.sim.service import PodSize

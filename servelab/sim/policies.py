@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from servelab import hpa
+from servelab.core import hpa
 
 
 @dataclass(frozen=True)

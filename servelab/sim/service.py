@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from servelab.load.result import Result
+from servelab.core.result import Result
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The embedded local backend: Kubernetes manifests run as processes on this machine (no Docker).
 
 - manifests.py: what the local backend takes from Deployment/Service/HPA YAML (probes, pod-template-hash);
-  reading the documents and their quantities is servelab/backends/manifests.py, shared with kube.py
+  reading the documents and their quantities is servelab/core/manifests.py, shared with kube.py
 - node.py: what this machine holds as one node (allocatable CPU, memory, pods) and whether a pod fits
 - pods.py: one pod's life (Pending until scheduled, probes, restarts with back-off, graceful termination, CPU usage)
 - CPU/memory limits come from servelab/limits (a cgroup, a user scope or the userspace enforcer)

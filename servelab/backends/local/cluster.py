@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from servelab import hpa, limits
+from servelab import limits
 from servelab.backends import base
 from servelab.backends.local.manifests import (
     KIND_RESOURCE,
@@ -38,7 +38,8 @@ from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
 from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import ServiceProxy
-from servelab.backends.manifests import InvalidManifest, check, load_documents
+from servelab.core import hpa
+from servelab.core.manifests import InvalidManifest, check, load_documents
 
 TICK_S = 1.0  # how often pods' CPU is sampled and desired state is re-checked
 CPU_SCALE_VARIABLE = "SERVELAB_CPU_SCALE"

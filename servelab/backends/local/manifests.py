@@ -11,9 +11,9 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-from servelab import hpa
 from servelab.backends.local.node import Allocatable
-from servelab.backends.manifests import InvalidManifest, cpu_cores, memory_bytes
+from servelab.core import hpa
+from servelab.core.manifests import InvalidManifest, cpu_cores, memory_bytes
 from servelab.limits.cgroupfs import PERIOD_S
 
 # Kubernetes' "safe" alphabet for generated names (no vowels, no 0/1/3): k8s.io/apimachinery rand.

@@ -21,9 +21,9 @@ import yaml
 if TYPE_CHECKING:
     import pandas as pd
 
-    from servelab.load.result import Result
+    from servelab.core.result import Result
 
-PRICING_FILE = Path(__file__).parent / "data" / "pricing.yaml"
+PRICING_FILE = Path(__file__).resolve().parents[1] / "data" / "pricing.yaml"
 DEFAULT_OFFERING = "opencost-default"
 
 
@@ -203,7 +203,7 @@ def cost_of_result(result_or_dir: Result | str | Path, price: Price | None = Non
     (e.g. against a bare server) is priced as `meta["replicas"]` pods of the recorded requests for
     the run's duration, and the report's notes say so.
     """
-    from servelab.load.result import Result
+    from servelab.core.result import Result
 
     result = Result.load(result_or_dir) if isinstance(result_or_dir, (str, Path)) else result_or_dir
     meta = result.meta

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from servelab import repo
+from servelab.core import repo
 
 # The schemas manifests are checked against (shipped by kubernetes-validate, so offline too): the
 # oldest of the versions tests/test_manifests.py validates the kit for.
