@@ -143,3 +143,19 @@ def test_learner_text_speaks_of_the_lesson_not_a_seed(path: Path):
     for i, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown":
             assert not re.search(r"\bthe seed\b|\bseed's\b", cell.source, re.IGNORECASE), f"{path.name} cell {i}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "labs").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_learner_text_never_says_seed_nor_quotes_the_reference_run(path: Path):
+    """'seed' means nothing to a learner in any sense; and a lab's text cannot know the learner's numbers.
+
+    The reference run's figures belong to its saved outputs: prose that quotes them goes stale on the next
+    run and is wrong on every other machine, so the text says what to look for, or leans on a finding.
+    """
+    import re
+
+    notebook = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            assert not re.search(r"\bseed", cell.source, re.IGNORECASE), f"{path.name} cell {i}"
+            assert "saved with this notebook" not in cell.source, f"{path.name} cell {i}"

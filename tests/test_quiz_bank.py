@@ -64,6 +64,8 @@ def test_pattern_has_a_question_on_each_of_the_lessons_three_mistakes():
     big_machine = pattern.question("p8")
     right = [big_machine.options[big_machine.letters.index(a)].lower() for a in big_machine.answer]
     assert any("low traffic" in r and "idle" in r for r in right) and any("high traffic" in r for r in right)
+    # ... and extra cores help only a server with the workers to use them.
+    assert any("--workers" in step for step in big_machine.steps)
 
 
 ALL = {name: banks.load(name, BANKS) for name in banks.names(BANKS)}
