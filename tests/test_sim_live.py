@@ -1,7 +1,7 @@
 """The simulator against a live run on the local backend (issue 6, Must show 4), short and loose.
 
 One replica of the large model (tiny serves over 1000 req/s at 0.5 CPU, more than the load
-generator can offer on a shared 2-core machine), calibrated just before a 2 x 10 s step trace at
+generator can offer on a shared 2-core machine), calibrated just before a 2 x 6 s step trace at
 25% and 50% of its measured capacity. Bounds are wide because the machine is shared; the
 2-minute comparison against the 15% target, with its figures, is bench/sim_live.py.
 """
@@ -27,7 +27,7 @@ def check():
         cluster.apply([SERVICE, deployment(args=args)])
         cluster.wait_ready(NAME, timeout=60)
         yield validate.against_live(
-            cluster, fractions=(0.25, 0.5), step_s=10.0, calibration_s=5.0, saturation_s=4.0, progress=False
+            cluster, fractions=(0.25, 0.5), step_s=6.0, calibration_s=4.0, saturation_s=3.0, progress=False
         )
 
 
