@@ -32,19 +32,63 @@ def solved_notebook() -> nbformat.NotebookNode:
     return nb
 
 
+HEAD = "# YOUR CODE HERE: replace each ..., then delete the raise"
+
+
 def test_solution_block_becomes_stub_that_raises():
     source = "x = 6\n### BEGIN SOLUTION\nanswer = x * 7\n### END SOLUTION\nprint(answer)"
-    assert labgen.strip_solutions(source) == "x = 6\n# YOUR CODE HERE\nraise NotImplementedError()\nprint(answer)"
+    stripped = labgen.strip_solutions(source)
+    assert stripped == f"x = 6\n{HEAD}\nanswer = ...\nraise NotImplementedError()\nprint(answer)"
+    with pytest.raises(NotImplementedError):
+        exec(stripped, {})
 
 
 def test_stub_keeps_the_indent_of_its_marker():
-    source = "def f():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION"
+    source = "def f():\n    ### BEGIN SOLUTION\n    result = 42\n    ### END SOLUTION\n    return result"
     stripped = labgen.strip_solutions(source)
-    assert stripped == "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert stripped == f"def f():\n    {HEAD}\n    result = ...\n    raise NotImplementedError()\n    return result"
     namespace: dict = {}
     exec(stripped, namespace)
     with pytest.raises(NotImplementedError):
         namespace["f"]()
+
+
+def test_stub_keeps_only_the_names_read_after_it_with_their_types():
+    source = (
+        "### BEGIN SOLUTION\n"
+        "meets = table[table.p95 <= 50]  # a step of the solution: nobody reads it later\n"
+        "best: float | None = float(meets.index.max()) if len(meets) else None\n"
+        "low, high = 1, 2\n"
+        "### END SOLUTION\n"
+        "# best and high are read; meets only in this comment\n"
+        'print(f"{best} {high}")'
+    )
+    assert labgen.strip_solutions(source).splitlines()[:4] == [
+        HEAD, "best: float | None = ...", "high = ...", "raise NotImplementedError()"]
+
+
+def test_a_name_only_a_later_cell_reads_gets_its_placeholder():
+    nb = solved_notebook()
+    nb.cells[1].source = "### BEGIN SOLUTION\nanswer = 6 * 7\nscratch = 1\n### END SOLUTION"
+    nb.cells[2].source = "print(answer)"
+    assert labgen.make_lab(nb).cells[1].source == f"{HEAD}\nanswer = ...\nraise NotImplementedError()"
+
+
+def test_a_block_that_is_not_python_is_refused():
+    with pytest.raises(ValueError, match="lab.ipynb cell 2: the solution block is not valid Python"):
+        labgen.strip_solutions("### BEGIN SOLUTION\nanswer = (\n### END SOLUTION", "lab.ipynb cell 2")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "labs").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_committed_stub_has_a_placeholder_and_stops(path: Path):
+    """A learner sees which names to set; an unfinished exercise still stops the notebook."""
+    stubs = [c.source for c in nbformat.read(path, as_version=4).cells if HEAD in c.source]
+    assert stubs, f"{path.name} has no exercise"
+    for source in stubs:
+        after_head = source.split(HEAD, 1)[1].splitlines()[1:]
+        placeholders = [line for line in after_head if line.rstrip().endswith("= ...")]
+        assert placeholders, f"{path.name}: a stub with no placeholder"
+        assert after_head[len(placeholders)].strip() == "raise NotImplementedError()", path.name
 
 
 def test_hidden_block_is_left_out():
