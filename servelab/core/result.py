@@ -201,7 +201,7 @@ def _summarize(result: Result) -> dict:
     lag = (frame["sent_s"] - frame["intended_s"]).dropna().to_numpy() * 1000.0
     lag_stats = {"lag_p50": 0.0, "lag_p99": 0.0, "lag_max": 0.0}
     if open_loop and len(lag):
-        lag_stats = {"lag_p50": float(np.percentile(lag, 50)), "lag_p99": float(np.percentile(lag, 99)),
+        lag_stats = {"lag_p50": percentile(lag, 50), "lag_p99": percentile(lag, 99),
                      "lag_max": float(lag.max())}
 
     failed = frame.loc[~ok]
