@@ -23,7 +23,7 @@ import psutil
 
 from servelab import sim
 from servelab.core import cost, hpa
-from servelab.core.result import Result
+from servelab.core.result import Result, percentile, percentile_per_window
 from servelab.core.schedules import Random, Schedule
 
 DAY_S = 86400.0
@@ -137,10 +137,8 @@ def pods_over_time(result: Result, window_s: float, duration_s: float | None = N
 def p95_over_time(result: Result, window_s: float, duration_s: float) -> pd.Series:
     """p95 latency (ms) of the successful requests due in each window; NaN where none was."""
     frame = result.frame[result.ok]
-    window = (frame["intended_s"] // window_s).astype(int)
-    p95 = (frame["latency_s"] * 1000).groupby(window).quantile(0.95).reindex(range(int(np.ceil(duration_s / window_s))))
-    p95.index = p95.index * window_s
-    return p95.rename("p95_ms")
+    windows = int(np.ceil(duration_s / window_s))
+    return percentile_per_window(frame["intended_s"], frame["latency_s"] * 1000, window_s, 95, windows).rename("p95_ms")
 
 
 @dataclass
@@ -221,8 +219,8 @@ def _day_row(runs: list[Result], duration: float, peak: tuple[float, float], slo
     pod_s = sum(p["end_s"] - p["start_s"] for r in runs for p in r.meta["pods"])
     deferred = runs[1].frame["latency_s"].max() / duration * 24 if len(runs) > 1 and len(runs[1].frame) else np.nan
     return {
-        "p95 (ms)": float(np.percentile(latency_ms, 95)),
-        PEAK_HOUR: float(np.percentile(in_peak, 95)) if len(in_peak) else np.nan,
+        "p95 (ms)": percentile(latency_ms, 95),
+        PEAK_HOUR: percentile(in_peak, 95),
         f"over {slo_ms:g} ms (%)": float(100 * np.mean(latency_ms > slo_ms)),
         "mean pods": pod_s / duration,
         PER_DAY: dollars / duration * DAY_S,

@@ -180,11 +180,7 @@ def against_live(
     closed_loop = saturated.summary()["achieved_rate"]
     low = _measure(cluster, url, schedules.Constant(calibration_load * closed_loop, calibration_s), progress, seed)
     service = sim.calibrate(low, saturated=saturated)
-    pod = service.pod or sim.PodSize(
-        cpu_request_cores=low.meta["cpu_request_cores"],
-        memory_request_gib=low.meta["memory_request_gib"],
-        cpu_busy_cores=low.meta.get("cpu_limit_cores") or low.meta["cpu_request_cores"],
-    )
+    pod = service.pod or _pod_size(low)
     capacity = sim.capacity_rps(service, pod) if service.pod else closed_loop / replicas
     schedule = schedules.Step([(step_s, f * capacity * replicas) for f in fractions])
 
@@ -206,6 +202,15 @@ def against_live(
     )
     check.warnings = _warnings(low, saturated, live, check.capacity_drift)
     return check
+
+
+def _pod_size(run: Result) -> sim.PodSize:
+    """The pods' size as the run's metadata gives it, for a backend without CPU counters to calibrate from."""
+    return sim.PodSize(
+        cpu_request_cores=run.meta["cpu_request_cores"],
+        memory_request_gib=run.meta["memory_request_gib"],
+        cpu_busy_cores=run.meta.get("cpu_limit_cores") or run.meta["cpu_request_cores"],
+    )
 
 
 def _measure(cluster, url: str, schedule: schedules.Schedule, progress: bool | None, seed: int) -> Result:

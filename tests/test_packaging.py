@@ -81,7 +81,7 @@ class NoLab(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {{name!r}} (servelab[lab] is not installed)", name=name)
 sys.meta_path.insert(0, NoLab())
 for module in pkgutil.walk_packages(servelab.__path__, "servelab."):
-    if module.name not in ("servelab.plots", "servelab.labgen"):
+    if not module.name.startswith(("servelab.plots", "servelab.labgen")):
         importlib.import_module(module.name)
 """
     done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)

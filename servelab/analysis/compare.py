@@ -8,6 +8,7 @@ import pandas as pd
 
 from servelab.analysis.findings import Finding
 from servelab.core import cost
+from servelab.core.result import percentile
 
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
 
@@ -29,7 +30,7 @@ def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_
         pod_seconds = sum(pod["end_s"] - pod["start_s"] for pod in run.meta["pods"])
         rows[name] = {
             "p95 (ms)": summary["p95"],
-            "p95 in the peak (ms)": in_peak.latency_s.quantile(0.95) * 1000,
+            "p95 in the peak (ms)": percentile(in_peak.latency_s * 1000, 95),
             "failed": summary["errors"],
             late_column: 100 * run.late_share(slo_ms),
             "mean pods": pod_seconds / run.duration_s,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from servelab.core.result import percentile
+
 MIN_RATIO = 2.0  # a "slower"/"costlier" claim needs at least this ratio, whatever the noise
 WINDOWS = 4  # a run's p95 is also taken over this many equal windows, to see its own spread
 
@@ -63,7 +65,7 @@ def window_p95(result, windows: int = WINDOWS) -> np.ndarray:
     edges = np.linspace(frame.intended_s.min(), frame.intended_s.max() + 1e-9, windows + 1)
     slices = np.digitize(frame.intended_s, edges[1:-1])
     latency = frame.latency_s.to_numpy() * 1000
-    return np.array([np.percentile(latency[slices == i], 95) for i in range(windows) if (slices == i).any()])
+    return np.array([percentile(latency[slices == i], 95) for i in range(windows) if (slices == i).any()])
 
 
 def spread(*results) -> float:

@@ -71,6 +71,12 @@ def scaling_table(sweeps: dict[int, Any]) -> pd.DataFrame:
     return table
 
 
+def price_per_hour(costs: pd.DataFrame) -> pd.Series:
+    """What each replica count costs an hour (the median over its runs), from `costs` indexed by replicas
+    and offered rate as `analysis.sweeps.cost_by_rate` per sweep."""
+    return costs.groupby(level="replicas")["$ per hour"].median()
+
+
 def few_and_many(sweeps: dict[int, Any], costs: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
     """The fewest and the most replicas at the highest and the lowest offered rate, side by side:
     p95, failures, the share late or failed, $ per hour, $ per 1M predictions and idle share (the

@@ -46,12 +46,22 @@ def ready_pods(timeline: pd.DataFrame, start_s: float) -> pd.DataFrame:
     return pd.concat([at_start, counts[counts.t >= 0]], ignore_index=True)
 
 
+def hpa_events(timeline: pd.DataFrame, start_s: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The HPA's decisions and the scale changes made since `start_s`, each with `t`, seconds since then."""
+    return _since(timeline, base.HPA_DECISION, start_s), _since(timeline, base.SCALED, start_s)
+
+
+def _since(timeline: pd.DataFrame, kind: str, start_s: float) -> pd.DataFrame:
+    events = timeline[(timeline.kind == kind) & (timeline.t_s >= start_s)]
+    return events.assign(t=events.t_s - start_s)
+
+
 def scaling_delays(timeline: pd.DataFrame, start_s: float, edges: list[float]) -> pd.Series:
     """How long the HPA took to follow a low-high-low step: scale-up, pod ready, scale-down (s).
 
     `edges` as from `step_edges`: the rate rises at edges[1] and falls at edges[2].
     """
-    scaled = timeline[(timeline.kind == base.SCALED) & (timeline.t_s >= start_s)]
+    scaled = _since(timeline, base.SCALED, start_s)
     first_up = scaled[scaled["new"] > scaled["old"]]["t_s"].min() - start_s
     first_down = scaled[scaled["new"] < scaled["old"]]["t_s"].min() - start_s
     ready = ready_pods(timeline, start_s)

@@ -12,6 +12,18 @@ from servelab.analysis.sweeps import max_rate_within_slo
 RATE_GAIN = 1.3  # batching must hold the SLO at a rate at least this many times the plain server's
 
 
+def wait_ms(table: pd.DataFrame) -> pd.Series:
+    """How long a prediction waits (ms) per way of serving (`serving_ways.serving_ways`' table): p95 for
+    online and edge, the time to the last result for batch, whose rows have no answer of their own."""
+    return table["p95 (ms)"].fillna(table["time to last result (s)"] * 1000).astype(float)
+
+
+def model_share(parts: dict[str, dict[str, float]]) -> float:
+    """The model's share of the slowest way's time, from the named parts of each way's time."""
+    slowest = max(parts.values(), key=lambda pieces: sum(pieces.values()))
+    return slowest.get("model", 0.0) / sum(slowest.values())
+
+
 def edge_fastest(ways: pd.DataFrame, edge: str, online: str) -> Finding:
     """The edge answers faster than the online service: its p50 at most half the online p50."""
     edge_p50, online_p50 = ways.loc[edge, "p50 (ms)"], ways.loc[online, "p50 (ms)"]

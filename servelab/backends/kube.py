@@ -32,7 +32,6 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient, Resource
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-from kubernetes.utils import parse_quantity
 
 from servelab.backends import base
 from servelab.backends.kube_objects import (
@@ -44,7 +43,7 @@ from servelab.backends.kube_objects import (
 )
 from servelab.backends.kube_watch import ObjectWatch
 from servelab.core import repo
-from servelab.core.manifests import load_documents
+from servelab.core.manifests import load_documents, quantity
 from servelab.core.tools import find_tool, kubectl_install_hint
 
 KIND_CONFIG = "cluster/kind-config.yaml"
@@ -150,7 +149,7 @@ class KubeCluster(base.Cluster):
                                  "metrics.k8s.io", "v1beta1", self.namespace, "pods")
         except ApiException:
             return {}
-        return {m["metadata"]["name"]: sum(float(parse_quantity(c["usage"]["cpu"])) for c in m["containers"])
+        return {m["metadata"]["name"]: sum(float(quantity(c["usage"]["cpu"], "PodMetrics containers[].usage.cpu")) for c in m["containers"])
                 for m in metrics.get("items", [])}
 
     def deployments(self) -> list[base.DeploymentInfo]:
@@ -368,7 +367,7 @@ class KubeCluster(base.Cluster):
             "memory_limit_gib": pod.memory_limit_gib if pod else None,
             "limits_enforced": True,  # the kubelet enforces limits through cgroups on every node
             "limits_note": "",
-            "cpu_count": sum(int(float(parse_quantity(n["status"]["capacity"]["cpu"]))) for n in nodes),
+            "cpu_count": sum(int(quantity(n["status"]["capacity"]["cpu"], "Node status.capacity.cpu")) for n in nodes),
             "pods": usages,
         }
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kubernetes.utils import parse_quantity
-
 from servelab.backends import base
+from servelab.core.manifests import quantity
 
 
 def age_s(timestamp: str | None, now: float) -> float:
@@ -24,12 +23,12 @@ def unix_time(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def _cores(quantity: str | None) -> float | None:
-    return None if quantity is None else float(parse_quantity(quantity))
+def _cores(value: str | None, field: str) -> float | None:
+    return None if value is None else float(quantity(value, field))
 
 
-def _gib(quantity: str | None) -> float | None:
-    return None if quantity is None else float(parse_quantity(quantity)) / 2**30
+def _gib(value: str | None, field: str) -> float | None:
+    return None if value is None else float(quantity(value, field)) / 2**30
 
 
 def pod_status(pod: dict) -> str:
@@ -76,10 +75,10 @@ def pod_info(pod: dict, now: float, usage: dict[str, float] | None = None) -> ba
         ip=ip,
         port=port,
         deployment=owner.rsplit("-", 1)[0] if owner else None,
-        cpu_request_cores=_cores(requests.get("cpu")) or 0.0,
-        cpu_limit_cores=_cores(limits.get("cpu")),
-        memory_request_gib=_gib(requests.get("memory")) or 0.0,
-        memory_limit_gib=_gib(limits.get("memory")),
+        cpu_request_cores=_cores(requests.get("cpu"), "resources.requests.cpu") or 0.0,
+        cpu_limit_cores=_cores(limits.get("cpu"), "resources.limits.cpu"),
+        memory_request_gib=_gib(requests.get("memory"), "resources.requests.memory") or 0.0,
+        memory_limit_gib=_gib(limits.get("memory"), "resources.limits.memory"),
         cpu_usage_cores=(usage or {}).get(meta["name"]),
         last_restart_age_s=age_s(max(finished), now) if finished else None,
         labels=meta.get("labels") or {},

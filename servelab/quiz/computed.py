@@ -233,10 +233,10 @@ def table_share_pct(table: Path, part: str, whole: str, row: str | None = None) 
 
 
 def percentile_us(samples: Path, q: float) -> float:
-    """The `q`th percentile of saved latencies (as numpy.percentile computes it in the lab)."""
-    import numpy as np
+    """The `q`th percentile of saved latencies, as `core.result.percentile` computes it in the lab."""
+    from servelab.core.result import percentile
 
-    return float(np.percentile(_samples(samples), q))
+    return percentile(_samples(samples), q)
 
 
 def tail_ratio(samples: Path, upper: float = 99, lower: float = 50) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,39 +64,11 @@ def create_app(db: str | Path, bank_dir: str | Path, roster: str | Path | None =
     unknown = sorted(set(due) - set(banks))
     if unknown:
         raise BankError(f"--due names quiz {unknown[0]!r}, which is not in {bank_dir} ({', '.join(banks)})")
+    grader = _Grader(bank_dir, banks, gradebook, attempts, due, max_body)
 
     app = FastAPI(title="servelab grader", docs_url=None, redoc_url=None)
-
-    @app.exception_handler(StarletteHTTPException)  # also unknown paths (404) and wrong methods (405)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        return JSONResponse({"error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}, status_code=422)
-
-    @app.exception_handler(Exception)  # a bug: still the JSON shape, and the service keeps serving
-    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}; the grader logged it"}, status_code=500)
-
-    async def caller(request: Request) -> Caller:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        found = await run_in_threadpool(gradebook.who, token.strip()) if scheme.lower() == "bearer" and token else None
-        if found is None:
-            raise _error(401, "missing or invalid token: send 'Authorization: Bearer <your token>'")
-        return Caller(*found)
-
-    def instructor(who: Caller = Depends(caller)) -> Caller:
-        if who.role != "instructor":
-            raise _error(403, "this needs the instructor token")
-        return who
-
-    def quiz_named(name: str) -> Bank:
-        try:
-            return banks[resolve_name(name, bank_dir)]
-        except (BankError, KeyError):
-            raise _error(404, f"no quiz {name!r}; quizzes: {', '.join(banks)}") from None
+    _answer_errors_in_json(app)
+    caller, instructor = _callers(gradebook)
 
     @app.get("/v1/health")
     def health() -> dict:
@@ -103,32 +76,12 @@ def create_app(db: str | Path, bank_dir: str | Path, roster: str | Path | None =
 
     @app.get("/v1/quizzes/{name}")
     def student_bank(name: str, _: Caller = Depends(caller)) -> dict:
-        bank = quiz_named(name)
+        bank = grader.quiz_named(name)
         return {"name": bank.name, "bank": bank.for_students()}
 
     @app.post("/v1/submissions", status_code=201)
     async def submission(request: Request, who: Caller = Depends(caller)) -> Any:
-        body = await _read_json(request, max_body)
-        student, bank, answers, computed, submission_id = _check_submission(body, who, quiz_named)
-        late = bank.name in due and datetime.now(timezone.utc) > due[bank.name]
-        try:
-            marked = grade(bank, answers, computed)
-            recorded = await run_in_threadpool(
-                gradebook.record, marked, student, late=late, limit=attempts, submission_id=submission_id
-            )
-        except AnswerError as exc:
-            raise _error(422, str(exc)) from None
-        except AttemptLimitError as exc:
-            raise _error(409, str(exc)) from None
-        except sqlite3.IntegrityError:
-            raise _error(409, f"submission_id {submission_id!r} was already used for another submission") from None
-        reply = {
-            "quiz": bank.name, "student": student, "attempt": recorded.number, "late": late,
-            "attempts_left": None if attempts is None else max(attempts - recorded.number, 0),
-            "score": marked.score, "total": marked.total, "duplicate": recorded.duplicate,
-            "marks": [m.__dict__ for m in marked.marks],
-        }
-        return JSONResponse(reply, status_code=200 if recorded.duplicate else 201)
+        return await grader.submit(request, who)
 
     @app.get("/v1/students/{student}/attempts")
     def student_attempts(student: str, who: Caller = Depends(caller)) -> list[dict]:
@@ -145,6 +98,84 @@ def create_app(db: str | Path, bank_dir: str | Path, roster: str | Path | None =
         return gradebook.export_csv(banks)
 
     return app
+
+
+def _answer_errors_in_json(app: FastAPI) -> None:
+    """Every error as `{"error": "..."}`: HTTP errors, unknown paths, invalid requests and bugs alike."""
+
+    @app.exception_handler(StarletteHTTPException)  # also unknown paths (404) and wrong methods (405)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        return JSONResponse({"error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(Exception)  # a bug: still the JSON shape, and the service keeps serving
+    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}; the grader logged it"}, status_code=500)
+
+
+def _callers(gradebook: Gradebook) -> tuple[Callable[..., Awaitable[Caller]], Callable[..., Caller]]:
+    """The dependencies that name the caller from its token: anyone known, and the instructor only."""
+
+    async def caller(request: Request) -> Caller:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        found = await run_in_threadpool(gradebook.who, token.strip()) if scheme.lower() == "bearer" and token else None
+        if found is None:
+            raise _error(401, "missing or invalid token: send 'Authorization: Bearer <your token>'")
+        return Caller(*found)
+
+    def instructor(who: Caller = Depends(caller)) -> Caller:
+        if who.role != "instructor":
+            raise _error(403, "this needs the instructor token")
+        return who
+
+    return caller, instructor
+
+
+@dataclass(frozen=True)
+class _Grader:
+    """What the routes share: the banks, the gradebook and the class's rules (attempts, due dates)."""
+
+    bank_dir: Path
+    banks: dict[str, Bank]
+    gradebook: Gradebook
+    attempts: int | None
+    due: dict[str, datetime]
+    max_body: int
+
+    def quiz_named(self, name: str) -> Bank:
+        try:
+            return self.banks[resolve_name(name, self.bank_dir)]
+        except (BankError, KeyError):
+            raise _error(404, f"no quiz {name!r}; quizzes: {', '.join(self.banks)}") from None
+
+    async def submit(self, request: Request, who: Caller) -> JSONResponse:
+        """Mark a submission, record it as the student's next attempt and answer with the marks."""
+        body = await _read_json(request, self.max_body)
+        student, bank, answers, computed, submission_id = _check_submission(body, who, self.quiz_named)
+        late = bank.name in self.due and datetime.now(timezone.utc) > self.due[bank.name]
+        attempts = self.attempts
+        try:
+            marked = grade(bank, answers, computed)
+            recorded = await run_in_threadpool(
+                self.gradebook.record, marked, student, late=late, limit=attempts, submission_id=submission_id
+            )
+        except AnswerError as exc:
+            raise _error(422, str(exc)) from None
+        except AttemptLimitError as exc:
+            raise _error(409, str(exc)) from None
+        except sqlite3.IntegrityError:
+            raise _error(409, f"submission_id {submission_id!r} was already used for another submission") from None
+        reply = {
+            "quiz": bank.name, "student": student, "attempt": recorded.number, "late": late,
+            "attempts_left": None if attempts is None else max(attempts - recorded.number, 0),
+            "score": marked.score, "total": marked.total, "duplicate": recorded.duplicate,
+            "marks": [m.__dict__ for m in marked.marks],
+        }
+        return JSONResponse(reply, status_code=200 if recorded.duplicate else 201)
 
 
 async def _read_json(request: Request, limit: int) -> Any:
