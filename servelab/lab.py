@@ -95,7 +95,7 @@ def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = F
 
 def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
     from servelab.analysis.calibration import calibrate
-    from servelab.backends.local.cluster import (
+    from servelab.backends.local.pod_size import (
         CPU_SCALE_VARIABLE,
         emulated_scale,
         fit_pods,

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from servelab.backends.local.proxy.round_trip import RoundTrip
-from servelab.backends.local.service import ServiceProxy
+from servelab.backends.local.service_proxy import ServiceProxy
 
 RESPONSES = {
     b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",

@@ -62,3 +62,19 @@ def test_wait_idle_returns_once_the_pods_stop_burning_cpu():
 def test_wait_idle_says_which_pods_stayed_busy():
     with pytest.raises(TimeoutError, match="pods still busy after 0.05 s: \\['a'\\]"):
         BusyCluster(busy_polls=10**6).wait_idle(timeout_s=0.05, every_s=0.01)
+
+
+def test_run_metadata_keeps_only_its_backend_s_keys_and_reads_back_from_a_result_s_meta():
+    """A kube record says nothing about Services (a load run labels a run by distance only when "services" is
+    there); the record comes back from a result's meta, which also holds the load run's own keys."""
+    kube = base.RunMetadata(backend="kube", replicas=2, ready_replicas=2, cpu_request_cores=0.5, cpu_limit_cores=0.5,
+                            memory_request_gib=0.25, memory_limit_gib=0.5, limits_enforced=True, limits_note="",
+                            cpu_count=4, pods=[{"name": "p", "start_s": 1.0, "end_s": 2.0}], context="kind-servelab")
+    meta = kube.to_dict()
+    assert "services" not in meta and "cpu_scale" not in meta and meta["context"] == "kind-servelab"
+    assert base.RunMetadata.from_dict({**meta, "url": "http://127.0.0.1:8501", "mode": "open"}) == kube
+    local = base.RunMetadata(backend="local", replicas=0, ready_replicas=0, cpu_request_cores=None,
+                             cpu_limit_cores=None, memory_request_gib=None, memory_limit_gib=None,
+                             limits_enforced=False, limits_note="why", cpu_count=2, service_mode="per-request",
+                             services=[], cpu_scale=1.0)
+    assert local.to_dict()["services"] == [] and "context" not in local.to_dict()

@@ -89,7 +89,7 @@ def test_pods_are_shrunk_when_the_lab_would_load_the_machine_not_the_pods(monkey
     """One pod serving nearly all this machine can send (a fast pod, one CPU): the lab holds its pods smaller,
     says so, and sizes its rates from the smaller pod's measured capacity."""
     from servelab.analysis import calibration
-    from servelab.backends.local import cluster
+    from servelab.backends.local import pod_size
 
     measured = [_capacity(1200, 1.5, 1600), _capacity(400, 0.45, 1200)]
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: measured.pop(0))
@@ -100,17 +100,17 @@ def test_pods_are_shrunk_when_the_lab_would_load_the_machine_not_the_pods(monkey
         out = capsys.readouterr().out
         assert "measure the machine, not the pods" in out and "held at 0.4" in out
         # one core used of its 1.5, shrunk so that 1.6 x its capacity is FIT_TO of the machine: 1 x 0.55 x 1600 / 1920
-        assert cluster.cpu_scale() == pytest.approx(0.55 * 1600 / 1920 / 1.5)
+        assert pod_size.cpu_scale() == pytest.approx(0.55 * 1600 / 1920 / 1.5)
         assert p.rates == [200.0, 640.0] and not measured
     finally:
-        cluster.fit_pods(1.0)
+        pod_size.fit_pods(1.0)
 
 
 def test_pods_keep_their_manifest_size_when_the_machine_can_load_them(monkeypatch):
     from servelab.analysis import calibration
-    from servelab.backends.local import cluster
+    from servelab.backends.local import pod_size
 
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: _capacity(500, 0.5, 1400))
     monkeypatch.setattr(lab, "QUICK", True)
     lab.params(quick=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)), full=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)))
-    assert cluster.cpu_scale() == 1.0
+    assert pod_size.cpu_scale() == 1.0

@@ -13,14 +13,14 @@ import pytest
 from kubernetes.utils.quantity import parse_quantity
 from local_fixtures import DEPLOYMENT, HPA, SERVICE, deployment, manifest
 
-from servelab.backends.local.manifests import (
+from servelab.backends.local.node import Allocatable
+from servelab.backends.local.pod_template import (
     SAFE_ALPHABET,
     ContainerSpec,
-    check_local,
     pod_suffix,
     pod_template_hash,
 )
-from servelab.backends.local.node import Allocatable
+from servelab.backends.local.validation import check_local
 from servelab.core.manifests import (
     InvalidManifest,
     check,
@@ -185,13 +185,13 @@ def test_documents_from_text_dict_and_bad_input():
 
 def test_an_emulated_slower_pod_stalls_as_long_as_the_manifest_s_limit_makes_it():
     """SERVELAB_CPU_SCALE below 1 shortens the period so the stall after a spent quota stays (1 - L) x 100 ms."""
-    from servelab.backends.local.cluster import _scaled
+    from servelab.backends.local.pod_size import scaled
 
     spec = ContainerSpec.from_template(deployment()["spec"]["template"])
     assert spec.cpu_limit == 0.5 and spec.cpu_period_s == 0.1
-    slower = _scaled(spec, 1 / 3)
+    slower = scaled(spec, 1 / 3)
     assert slower.cpu_limit == pytest.approx(0.5 / 3) and slower.cpu_request == pytest.approx(0.5 / 3)
     stall = lambda s: (1 - s.cpu_limit) * s.cpu_period_s  # noqa: E731
     assert stall(slower) == pytest.approx(stall(spec)) and slower.cpu_period_s == pytest.approx(0.06)
-    faster = _scaled(spec, 3)
+    faster = scaled(spec, 3)
     assert faster.cpu_limit == 1.5 and faster.cpu_request == 0.5 and faster.cpu_period_s == 0.1

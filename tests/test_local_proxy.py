@@ -13,7 +13,7 @@ import pytest
 from proxy_fixtures import RESPONSES, UPGRADED, exchange, pod, started
 
 from servelab.backends.local.proxy.round_trip import RoundTrip
-from servelab.backends.local.service import PortInUseError, ServiceProxy
+from servelab.backends.local.service_proxy import PortInUseError, ServiceProxy
 
 
 async def exactly(port: int, raw: bytes, n: int) -> bytes:

@@ -118,7 +118,7 @@ def calibrate(model: str, slo_ms: float, *, quick: bool, again: bool = False, pr
 
     `again=True` measures anew (another program started, the laptop was plugged in).
     """
-    from servelab.backends.local.cluster import cpu_scale
+    from servelab.backends.local.pod_size import cpu_scale
 
     key = (os.environ.get("SERVELAB_BACKEND", "auto"), model, float(slo_ms), quick, cpu_scale(),
            os.environ.get("SERVELAB_LIMITS", ""))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,45 @@ class Event:
     unix_s: float = 0.0  # wall clock, to align with a load run's timestamps
 
 
+@dataclass
+class RunMetadata:
+    """What a measurement ran on, written by either backend and kept in a load result's `meta` as `to_dict()`.
+
+    `pods` are dicts shaped like servelab.core.cost.PodUsage (name, start_s, end_s, cpu_request_cores,
+    memory_request_gib, cpu_used_core_s), times in unix seconds. The last four fields are known to one
+    backend only (context: kube; service_mode, services, cpu_scale: local); left None by the other, they
+    are left out of the dict, so a result never claims what its backend did not measure (a load run
+    looks for "services" to label a run by the Service's round trip).
+    """
+
+    backend: str
+    replicas: int
+    ready_replicas: int
+    cpu_request_cores: float | None
+    cpu_limit_cores: float | None
+    memory_request_gib: float | None
+    memory_limit_gib: float | None
+    limits_enforced: str | bool  # the limits' rung ("cgroup-v2", ...), True on a kubelet, False when not held
+    limits_note: str
+    cpu_count: int | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    context: str | None = None
+    service_mode: str | None = None
+    services: list[dict[str, Any]] | None = None
+    cpu_scale: float | None = None
+
+    _ONE_BACKEND = ("context", "service_mode", "services", "cpu_scale")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in self._ONE_BACKEND}
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any]) -> RunMetadata:
+        """The record back from a result's `meta`, which also holds the load run's own keys (ignored here)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in names})
+
+
 def events_frame(events: list[Event]):
     """Events as a tidy DataFrame: t_s, unix_s, kind, object, message, then one column per data key."""
     import pandas as pd
@@ -184,11 +223,9 @@ class Cluster(abc.ABC):
 
     @abc.abstractmethod
     def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
-        """What a measurement ran on: backend, replicas, requests/limits, limits_enforced, pods.
+        """What a measurement ran on: a `RunMetadata` as its `to_dict()`.
 
-        `pods` is a list of dicts shaped like servelab.core.cost.PodUsage (name, start_s, end_s,
-        cpu_request_cores, memory_request_gib, cpu_used_core_s), times in unix seconds; when a
-        window is given, each pod's life is clipped to it (pods outside it are left out).
+        When a window is given, each pod's life is clipped to it (pods outside it are left out).
         """
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> None:

@@ -341,7 +341,7 @@ class KubeCluster(base.Cluster):
         return output
 
     def run_metadata(self, start_unix_s: float | None = None, end_unix_s: float | None = None) -> dict:
-        """Same keys as the local backend's; pods are those the watch saw, clipped to the window."""
+        """A `base.RunMetadata`, as a dict; pods are those the watch saw, clipped to the window."""
         deployments = {d.name: d for d in self.deployments()}
         first = deployments.get("model-serving-deployment") or next(iter(deployments.values()), None)
         pod = next((p for p in self.pods(first.selector) if first), None) if first else None
@@ -356,20 +356,20 @@ class KubeCluster(base.Cluster):
                 usages.append({"name": life["name"], "start_s": round(start, 3), "end_s": round(end, 3),
                                "cpu_request_cores": life["cpu_request_cores"],
                                "memory_request_gib": life["memory_request_gib"], "cpu_used_core_s": None})
-        return {
-            "backend": self.backend,
-            "context": self.context,
-            "replicas": first.replicas if first else 0,
-            "ready_replicas": first.ready if first else 0,
-            "cpu_request_cores": pod.cpu_request_cores if pod else None,
-            "cpu_limit_cores": pod.cpu_limit_cores if pod else None,
-            "memory_request_gib": pod.memory_request_gib if pod else None,
-            "memory_limit_gib": pod.memory_limit_gib if pod else None,
-            "limits_enforced": True,  # the kubelet enforces limits through cgroups on every node
-            "limits_note": "",
-            "cpu_count": sum(int(quantity(n["status"]["capacity"]["cpu"], "Node status.capacity.cpu")) for n in nodes),
-            "pods": usages,
-        }
+        return base.RunMetadata(
+            backend=self.backend,
+            context=self.context,
+            replicas=first.replicas if first else 0,
+            ready_replicas=first.ready if first else 0,
+            cpu_request_cores=pod.cpu_request_cores if pod else None,
+            cpu_limit_cores=pod.cpu_limit_cores if pod else None,
+            memory_request_gib=pod.memory_request_gib if pod else None,
+            memory_limit_gib=pod.memory_limit_gib if pod else None,
+            limits_enforced=True,  # the kubelet enforces limits through cgroups on every node
+            limits_note="",
+            cpu_count=sum(int(quantity(n["status"]["capacity"]["cpu"], "Node status.capacity.cpu")) for n in nodes),
+            pods=usages,
+        ).to_dict()
 
     def close(self) -> None:
         if self._closed:

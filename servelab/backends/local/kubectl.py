@@ -13,7 +13,7 @@ import shlex
 import time
 
 from servelab.backends import kubectl_format as fmt
-from servelab.backends.local.manifests import kind_of
+from servelab.backends.local.validation import kind_of
 
 USAGE = ("apply -f FILE | delete -f FILE | delete KIND NAME | get pods|deployment|svc|hpa [NAME] [-l k=v] | "
          "describe pod [NAME] [-l k=v] | scale deployment NAME --replicas=N | "

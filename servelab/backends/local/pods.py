@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from servelab.backends import base
-from servelab.backends.local.manifests import ContainerSpec, Probe
+from servelab.backends.local.pod_template import ContainerSpec, Probe
 from servelab.backends.local.processes import Watchdog, kill_group, spawn
 from servelab.limits import Held
 from servelab.load import http
