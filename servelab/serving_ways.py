@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from servelab import limits
-from servelab.core import repo
+from servelab.core import processes, repo
 from servelab.core.manifests import container
 from servelab.limits.pacing import SlowerCpu
 
@@ -67,11 +67,7 @@ class ProcessRun:
 
 def _start(argv: list[str]) -> subprocess.Popen:
     """Start `argv` in a session of its own (so a limit acts on its process group only), tied to our life."""
-    from servelab.server.process import die_with_parent
-
-    parent = os.getpid()
-    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=lambda: die_with_parent(parent))
+    return processes.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(process: subprocess.Popen) -> tuple[str, float]:

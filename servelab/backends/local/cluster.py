@@ -34,10 +34,10 @@ from servelab.backends.local.manifests import (
 )
 from servelab.backends.local.node import Allocatable, allocatable
 from servelab.backends.local.pods import Pod
-from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
 from servelab.backends.local.proxy.round_trip import RoundTrip
 from servelab.backends.local.service import ServiceProxy
+from servelab.backends.local.watchdog import Watchdog
 from servelab.core import hpa
 from servelab.core.manifests import InvalidManifest, check, load_documents
 
