@@ -12,7 +12,7 @@ tried best first on this machine, and each pod's CPU read from the same place th
 - held.py: what every rung gives a pod (`Held`), and the unheld pod's CPU reading
 - cgroup.py / user_scope.py / userspace.py: the three rungs; enforcer.py: the userspace enforcer process
 - cgroupfs.py: cgroup files, through a `Host` that tests point at a fake tree
-- cpuclock.py: a process tree's CPU time; pacing.py: a uniformly slower CPU, for an edge device
+- cpuclock.py: a process tree's CPU time; slower_cpu.py: a uniformly slower CPU, for an edge device
 """
 
 from __future__ import annotations
