@@ -13,9 +13,9 @@ import sys
 
 # name -> (module, one-line help). Add a line here when a subcommand arrives.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("servelab.server.cli", "run the model server (TF Serving REST + Open Inference Protocol)"),
-    "load": ("servelab.load.cli", "offer open-loop (or closed-loop) load to a model server and print latency percentiles"),
-    "quiz": ("servelab.quiz.cli", "take a quiz in the terminal, grade an answers file, check or strip banks"),
+    "serve": ("servelab.server.serve_cli", "run the model server (TF Serving REST + Open Inference Protocol)"),
+    "load": ("servelab.load.load_cli", "offer open-loop (or closed-loop) load to a model server and print latency percentiles"),
+    "quiz": ("servelab.quiz.quiz_cli", "take a quiz in the terminal, grade an answers file, check or strip banks"),
     "grader": ("servelab.quiz.grader_cli", "class grading service: serve, issue tokens, export grades as CSV"),
     "doctor": ("servelab.doctor", "check Docker, kind, kubectl, memory and port 8501 for the real-cluster path"),
     "score": ("servelab.batch", "batch scoring: score N rows in batches in-process and print rows/s"),

@@ -13,12 +13,12 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from servelab.backends import kube_problem
+from servelab.core.processes import port_is_free
 from servelab.core.tools import find_tool, kubectl_install_hint
 
 SERVICE_PORT = 8501
@@ -151,15 +151,6 @@ def check_memory(info: dict | None) -> Check:
     fix = "" if ok else (f"give Docker at least {MIN_MEMORY_GIB:.0f} GiB (Docker Desktop: Settings > Resources; "
                          "colima start --memory 4), or close programs")
     return Check("memory", ok, f"{gib:.1f} GiB {where}", fix)
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def kind_cluster_exists(name: str = KIND_CLUSTER) -> bool:

@@ -5,7 +5,7 @@ a batch Job and an edge device. Neither backend runs Jobs, and an edge device is
 a server, so both are processes started here. The Job is held to its container's limits by the same
 ladder that holds a pod (servelab.limits: a cgroup, a user scope or the userspace enforcer, as this
 machine allows; every run says which, or why none). The device is a uniformly slower CPU, emulated
-by pacing its predictions (servelab.limits.pacing). `serving_ways` then prices each way by its own rule.
+by pacing its predictions (servelab.limits.slower_cpu). `serving_ways` then prices each way by its own rule.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import pandas as pd
 import yaml
 
 from servelab import limits
-from servelab.core import repo
+from servelab.core import processes, repo
 from servelab.core.manifests import container
-from servelab.limits.pacing import SlowerCpu
+from servelab.limits.slower_cpu import SlowerCpu
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 _EDGE_SCRIPT = """
 import contextlib, json, sys, time
 import numpy as np
 from servelab.core import models
-from servelab.limits.pacing import SlowerCpu
+from servelab.limits.slower_cpu import SlowerCpu
 model = models.Model(sys.argv[1])
 row = np.asarray([models.EXAMPLE_ROW], np.float32)
 model.predict(row)
@@ -67,11 +67,7 @@ class ProcessRun:
 
 def _start(argv: list[str]) -> subprocess.Popen:
     """Start `argv` in a session of its own (so a limit acts on its process group only), tied to our life."""
-    from servelab.server.process import die_with_parent
-
-    parent = os.getpid()
-    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=lambda: die_with_parent(parent))
+    return processes.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(process: subprocess.Popen) -> tuple[str, float]:
@@ -155,7 +151,7 @@ def predict_on_device(model: str, n: int, *, cpu: float | None = None) -> EdgeRu
     that runs as a CPU `cpu` times as fast as one of this machine's cores (a small device) or, with
     `cpu=None`, at this machine's full speed.
 
-    The device is emulated by pacing (servelab.limits.pacing), not by a CPU quota: every prediction
+    The device is emulated by pacing (servelab.limits.slower_cpu), not by a CPU quota: every prediction
     lasts 1/`cpu` times what it costs this machine back to back (measured first, in the device
     process), as on a slower CPU; a quota would run most predictions at full speed and stall one
     per period. The model loads at full speed, before timing starts: a device would load its model

@@ -13,7 +13,7 @@ from limits_fixtures import fake_v1, fake_v2, install_fake_systemd_run
 from servelab import limits
 from servelab.limits import cgroup, ladder, user_scope
 from servelab.limits.cgroupfs import Host
-from servelab.limits.pacing import SlowerCpu
+from servelab.limits.slower_cpu import SlowerCpu
 
 MiB = 2**20
 

@@ -7,7 +7,7 @@ import pytest
 
 from servelab import cli
 from servelab.core import schedules
-from servelab.load.cli import add_arguments, duration, schedule_from_args, steps
+from servelab.load.load_cli import add_arguments, duration, schedule_from_args, steps
 
 
 def parse(*argv):

@@ -160,7 +160,7 @@ def test_in_the_image_the_server_listens_on_the_pods_ip(monkeypatch):
     """The Deployment's args have no --host: the image's SERVELAB_HOST makes kubelet probes reach it."""
     import argparse
 
-    from servelab.server import cli as server_cli
+    from servelab.server import serve_cli as server_cli
 
     assert "SERVELAB_HOST=0.0.0.0" in " ".join(line for line in dockerfile() if line.startswith("ENV "))
     (deployment,) = documents("model-serving-deployment.yaml")

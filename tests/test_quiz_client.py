@@ -6,8 +6,8 @@ import pytest
 from quiz_fixtures import BANKS, P95_AT_100_MS, GraderProcess, servelab, write_roster
 
 from servelab import quiz
-from servelab.quiz.client import GraderError
 from servelab.quiz.gradebook import Gradebook, read_roster
+from servelab.quiz.grader_client import GraderError
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from servelab import cli
-from servelab.server import cli as serve_cli
+from servelab.server import serve_cli
 
 
 def test_a_busy_port_says_so_and_what_to_do():

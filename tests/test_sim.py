@@ -13,7 +13,7 @@ import pytest
 from servelab import sim
 from servelab.core import cost, schedules
 from servelab.core.result import COLUMNS, Result
-from servelab.sim import cluster, queues
+from servelab.sim import pod_pool, queues
 
 MEAN_S = 0.01  # exponential service, 10 ms
 HPA_MANIFEST = Path(__file__).resolve().parents[1] / "cluster" / "model-serving-hpa.yaml"
@@ -84,7 +84,7 @@ def test_vectorized_queues_equal_lindley_one_request_at_a_time():
 def test_busy_time_is_spread_over_sync_bins():
     targets = np.array([0, 2])
     start, finish = np.array([1.0, 14.0, 20.0]), np.array([3.0, 17.0, 52.0])  # inside, across, 3 bins
-    grid, low = cluster.busy_grid(15.0, 5, targets, np.array([0, 0, 2]), start, finish)
+    grid, low = pod_pool.busy_grid(15.0, 5, targets, np.array([0, 0, 2]), start, finish)
     assert low == 0
     assert grid[0].tolist() == [3.0, 2.0, 0.0, 0.0]
     assert grid[1].tolist() == [0.0, 10.0, 15.0, 7.0]
@@ -97,7 +97,7 @@ def test_speculating_ahead_changes_nothing(monkeypatch):
     service = sim.ServiceTimes.exponential(MEAN_S)
     policy = sim.Autoscaled.from_manifest(HPA_MANIFEST)
     ahead = sim.simulate(day, service, policy=policy, startup_s=5.0)
-    monkeypatch.setattr(cluster, "SPECULATE_SYNCS", 1)
+    monkeypatch.setattr(pod_pool, "SPECULATE_SYNCS", 1)
     step_by_step = sim.simulate(day, service, policy=policy, startup_s=5.0)
     assert len(sim.replica_timeline(ahead).desired.unique()) >= 3  # it did scale, so undoing was exercised
     pd.testing.assert_frame_equal(ahead.frame, step_by_step.frame)
@@ -256,7 +256,7 @@ def test_throttled_queues_equal_one_request_at_a_time(rate):
     busy = rng.lognormal(np.log(0.005), 0.5, 3000)
     pods = rng.integers(0, 2, 3000) * 2
     expected = quota_by_hand(arrivals, busy, pods, 0.5)
-    sim_pods = cluster.Pods(THROTTLED, 1, "round-robin", 0.0, rng)
+    sim_pods = pod_pool.Pods(THROTTLED, 1, "round-robin", 0.0, rng)
     sim_pods.add_pods(3, 0.0, 0.0)
     got = [queues.fifo_finish(arrivals[lo:hi], busy[lo:hi], pods[lo:hi], sim_pods.free_at, arrivals[lo], sim_pods.quota)
            for lo, hi in ((0, 1000), (1000, 1001), (1001, 3000))]
@@ -278,7 +278,7 @@ def test_speculating_ahead_changes_nothing_under_quota(monkeypatch):
     service = sim.ServiceTimes.empirical(np.random.default_rng(2).lognormal(np.log(0.006), 0.4, 1000), pod=THROTTLED)
     policy = sim.Autoscaled.from_manifest(HPA_MANIFEST)
     ahead = sim.simulate(day, service, policy=policy, startup_s=5.0, seed=3)
-    monkeypatch.setattr(cluster, "SPECULATE_SYNCS", 1)
+    monkeypatch.setattr(pod_pool, "SPECULATE_SYNCS", 1)
     step_by_step = sim.simulate(day, service, policy=policy, startup_s=5.0, seed=3)
     assert len(sim.replica_timeline(ahead).desired.unique()) >= 3
     pd.testing.assert_frame_equal(ahead.frame, step_by_step.frame)

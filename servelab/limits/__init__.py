@@ -3,7 +3,7 @@ tried best first on this machine, and each pod's CPU read from the same place th
 
     ladder = limits.detect()               # or detect(prefer="userspace"); $SERVELAB_LIMITS forces one
     held = ladder.hold("pod-a", cpu_limit=0.5, memory_limit=256 * 2**20)
-    process = subprocess.Popen(held.command(argv), start_new_session=True)
+    process = processes.start(held.command(argv))   # servelab.core.processes: its own process group
     held.add(process.pid)                  # "" when held, else the problem; held.rung says by what
     held.cpu_used_s()                      # CPU seconds, for the HPA and for cost
     held.remove(); ladder.close()
@@ -12,7 +12,7 @@ tried best first on this machine, and each pod's CPU read from the same place th
 - held.py: what every rung gives a pod (`Held`), and the unheld pod's CPU reading
 - cgroup.py / user_scope.py / userspace.py: the three rungs; enforcer.py: the userspace enforcer process
 - cgroupfs.py: cgroup files, through a `Host` that tests point at a fake tree
-- cpuclock.py: a process tree's CPU time; pacing.py: a uniformly slower CPU, for an edge device
+- cpuclock.py: a process tree's CPU time; slower_cpu.py: a uniformly slower CPU, for an edge device
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 
+from servelab.core import processes
 from servelab.limits.cpuclock import REFRESH_S, TreeClock
 
 MIN_CHECK_S = 0.002  # how often, at most, a running tree's CPU is read
@@ -42,10 +43,7 @@ def signal_tree(clock: TreeClock, sig: int) -> None:
     """
     groups = clock.groups()
     for group in groups:
-        try:
-            os.killpg(group, sig)
-        except OSError:
-            pass
+        processes.kill_group(group, sig)
     for pid in set(clock.members()) | clock.roots:
         try:
             if os.getpgid(pid) not in groups:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 
+from servelab.core import processes
 from servelab.limits.cgroupfs import PERIOD_S
 from servelab.limits.cpuclock import TreeClock, gone
 from servelab.limits.held import Held
@@ -26,9 +27,10 @@ class Enforcer:
     """A running enforcer process and a lock-step line protocol to it."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "servelab.limits.enforcer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, bufsize=1, start_new_session=True,
+        # Not killed with the owner: at the end of its stdin it continues every tree it stopped.
+        self.process = processes.start(
+            [sys.executable, "-m", "servelab.limits.enforcer"], outlive_parent=True, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         self.failed = ""  # why the enforcer is gone, once it is
         self.held: dict[str, TreeClock] = {}  # the owner's copy of what is held, to continue it if the enforcer dies
@@ -75,11 +77,7 @@ class Enforcer:
             self.process.stdin.close()
         except OSError:
             pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.wait_or_kill(self.process, 10)
         for clock in self.held.values():
             _continue(clock)
 

@@ -18,7 +18,7 @@ _EXPORTS = {
     "Constant": _SCHEDULES, "Diurnal": _SCHEDULES, "Poisson": _SCHEDULES, "Ramp": _SCHEDULES,
     "Step": _SCHEDULES, "Random": _SCHEDULES, "Trace": _SCHEDULES, "Result": "servelab.core.result",
     "run": "servelab.load.runner", "run_closed": "servelab.load.runner", "warm_up": "servelab.load.runner",
-    "Sweep": "servelab.load.sweeps", "sweep": "servelab.load.sweeps",
+    "Sweep": "servelab.load.rate_sweep", "sweep": "servelab.load.rate_sweep",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,7 +12,6 @@ import math
 import os
 import queue
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
-from servelab.core import schedules
+from servelab.core import processes, schedules
 from servelab.core.result import Result, environment
 from servelab.load import generator
 from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
@@ -233,8 +232,8 @@ class _Worker:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "servelab.load.worker", str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], env=env)
+        self.proc = processes.start([sys.executable, "-m", "servelab.load.worker", str(theirs.fileno())],
+                                    pass_fds=[theirs.fileno()], env=env)
         theirs.close()
         self.conn = Connection(ours.detach())
         self.conn.send(("shard", shard))
@@ -261,11 +260,7 @@ class _Worker:
         except OSError:
             pass
         self.conn.close()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        processes.wait_or_kill(self.proc, 15)
 
 
 class _Progress:

@@ -23,7 +23,7 @@ from servelab.load import generator
 
 
 def main(fd: int) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too; it tells us to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it tells us to stop
     conn = Connection(fd)
     stop = threading.Event()
     lock = threading.Lock()

@@ -47,7 +47,7 @@ def _result(path: Path):
 
 
 def _sweep(path: Path):
-    from servelab.load.sweeps import Sweep
+    from servelab.load.rate_sweep import Sweep
 
     if not any(path.glob("run-*/requests.csv")):
         raise ResultError(f"{path}: no saved sweep here (run-00, run-01, ...); run and save the sweep first")

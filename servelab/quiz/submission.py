@@ -9,8 +9,8 @@ from typing import Any
 
 from servelab.quiz import bank as banks
 from servelab.quiz import widgets
-from servelab.quiz.client import class_mode
 from servelab.quiz.gradebook import Gradebook
+from servelab.quiz.grader_client import class_mode
 from servelab.quiz.grading import Grade, Mark, computed_keys, grade, read_answers
 
 

@@ -6,7 +6,7 @@
   dynamic batching, stall injection, Prometheus
 - `admission`, `listener`, `connection`: the in-flight and connection limits and their 503s, read
   deadlines, and closing connections gently while draining
-- `run`: uvicorn with all of that and the SIGTERM drain; `cli`: `servelab serve`
+- `run`: uvicorn with all of that and the SIGTERM drain; `serve_cli`: `servelab serve`
 - `process`: `ServerProcess`, a server in a child process (tests, labs, local backend)
 - `client`: `post_json`, one request to a running server, as the lesson's curl sends it
 """

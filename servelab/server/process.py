@@ -1,15 +1,14 @@
 """`ServerProcess`: a model server in a child process, for tests, labs and the local backend.
 
 The parent binds the listening socket (port 0 picks a free port, with no race) and hands it to
-the child, which serves on it (`--fd`). The child runs in its own process group; if the parent
-dies, the kernel kills it (PR_SET_PDEATHSIG, Linux) or it notices within a second and shuts
-itself down (SERVELAB_PARENT_PID, any OS), so no server outlives the notebook or test that
-started it. Uses only the standard library: importing it is cheap.
+the child, which serves on it (`--fd`). The child is started by servelab.core.processes: in its
+own process group, killed by the kernel when the parent dies (Linux), and also told the parent's
+pid so that it notices within a second and shuts itself down (any OS), so no server outlives the
+notebook or test that started it. Uses only the standard library: importing it is cheap.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -20,18 +19,7 @@ import time
 import urllib.error
 import urllib.request
 
-PR_SET_PDEATHSIG = 1
-# Looked up now, in the parent: the child between fork and exec should only make the call.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """preexec_fn for every child servelab starts: ask the kernel for SIGKILL when the parent
-    exits (Linux), and exit now if the parent is already gone (it died before the call)."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)
+from servelab.core import processes
 
 
 class ServerProcess:
@@ -113,16 +101,13 @@ class ServerProcess:
             sock.listen(2048)
             self.port = sock.getsockname()[1]
             self._log = tempfile.TemporaryFile(prefix="servelab-server-")
-            parent = os.getpid()
-            self.process = subprocess.Popen(
+            self.process = processes.start(
                 self.command(sock.fileno()),
                 pass_fds=[sock.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {}), "SERVELAB_PARENT_PID": str(parent)},
-                start_new_session=True,  # its own process group: signals to ours never reach it
-                preexec_fn=lambda: die_with_parent(parent),
+                env={**os.environ, **(self.env or {}), processes.PARENT_PID_VARIABLE: str(os.getpid())},
             )
         finally:
             sock.close()  # the child holds its own copy
@@ -167,12 +152,8 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL the child's whole process group, no draining."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+        if self.process is not None:
+            processes.kill(self.process)
 
     def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM, wait up to the grace period (+5 s), then SIGKILL; returns the exit code."""
@@ -180,12 +161,7 @@ class ServerProcess:
             return None
         if timeout is None:
             timeout = float(self.opts.get("grace_period") or 30.0) + 5.0
-        self.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        return self.process.returncode
+        return processes.stop(self.process, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -20,12 +20,12 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import warnings
 
 import uvicorn
 
+from servelab.core import processes
 from servelab.server.app import ModelServer, Options
 from servelab.server.connection import Connection, connection_class
 from servelab.server.listener import Listener
@@ -107,22 +107,6 @@ def listening_socket(host: str, port: int, fd: int | None = None) -> socket.sock
     return sock
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """SIGTERM this server once the process that started it is gone (checked every second).
-
-    ServerProcess asks for this through SERVELAB_PARENT_PID. On Linux the kernel's
-    PR_SET_PDEATHSIG usually acts first; elsewhere (macOS) this is what stops a server whose
-    notebook kernel was killed from holding its port.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="servelab-parent-watch", daemon=True).start()
-
-
 def serve(options: Options, sock: socket.socket) -> None:
     """Serve `options.model` on `sock` until SIGTERM or Ctrl-C."""
     # 1e39 becomes inf in float32 and is rejected with a clear 400; numpy's warning adds nothing.
@@ -157,6 +141,5 @@ def serve(options: Options, sock: socket.socket) -> None:
         file=sys.stderr,
         flush=True,
     )
-    if os.environ.get("SERVELAB_PARENT_PID"):
-        _exit_with_parent(int(os.environ["SERVELAB_PARENT_PID"]))
+    processes.exit_when_orphaned()
     server.run()

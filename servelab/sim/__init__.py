@@ -33,9 +33,9 @@ import pandas as pd
 
 from servelab.core.result import Result
 from servelab.core.schedules import Schedule
-from servelab.sim.cluster import ROUTINGS, Pods
+from servelab.sim.pod_pool import ROUTINGS, Pods
 from servelab.sim.policies import Autoscaled, Batch, Static
-from servelab.sim.service import PodSize, ServiceTimes, calibrate, capacity_rps
+from servelab.sim.service_times import PodSize, ServiceTimes, calibrate, capacity_rps
 
 __all__ = ["Autoscaled", "Batch", "PodSize", "ROUTINGS", "ServiceTimes", "Static", "calibrate", "capacity_rps",
            "replica_timeline", "simulate"]

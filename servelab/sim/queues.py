@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 
-from servelab.sim.service import PodSize
+from servelab.sim.service_times import PodSize
 
 
 def fifo_finish(arrivals, busy_s, pods, free_at, t0: float, quota: Quota | None = None) -> np.ndarray:

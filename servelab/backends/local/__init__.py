@@ -17,7 +17,7 @@
 - CPU/memory limits come from servelab/limits (a cgroup, a user scope or the userspace enforcer)
 - proxy/ / service_proxy.py: the Service, a load-balancing proxy process (balancing per request or per
   connection, optionally adding a network round trip) and its owner-side handle
-- processes.py: children that die with their owner; who holds a port
+- watchdog.py: the process that kills the pods when their owner is gone (servelab/core/processes.py starts them)
 
 Names load on first use, so the proxy and watchdog processes (`python -m ...`) start light.
 """

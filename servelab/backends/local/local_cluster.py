@@ -28,11 +28,11 @@ from servelab.backends.local.node import Allocatable, allocatable
 from servelab.backends.local.objects import Objects
 from servelab.backends.local.pod_size import cpu_scale
 from servelab.backends.local.pod_template import ContainerSpec
-from servelab.backends.local.processes import Watchdog
 from servelab.backends.local.proxy import MODES
 from servelab.backends.local.run_metadata import run_metadata
 from servelab.backends.local.service_controller import ServiceController
 from servelab.backends.local.validation import KIND_RESOURCE, check_local, kind_of
+from servelab.backends.local.watchdog import Watchdog
 from servelab.core import hpa
 from servelab.core.manifests import check, load_documents
 

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from servelab.backends import base
 from servelab.backends.local.pod_template import ContainerSpec, Probe
-from servelab.backends.local.processes import Watchdog, kill_group, spawn
+from servelab.backends.local.watchdog import Watchdog
+from servelab.core.processes import kill_group, spawn
 from servelab.limits import Held
 from servelab.load import http
 

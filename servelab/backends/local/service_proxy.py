@@ -6,8 +6,8 @@ import asyncio
 import json
 import sys
 
-from servelab.backends.local.processes import port_holder, spawn
 from servelab.backends.local.proxy.round_trip import RoundTrip
+from servelab.core.processes import port_holder, spawn
 
 
 class PortInUseError(OSError):

@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _take(args: argparse.Namespace) -> int:
-    from servelab.quiz.client import class_mode
+    from servelab.quiz.grader_client import class_mode
     from servelab.quiz.submission import submit
 
     client = class_mode()

@@ -11,7 +11,7 @@ from servelab.core import hpa
 from servelab.core.cost import PodUsage
 from servelab.sim.policies import Autoscaled, Batch
 from servelab.sim.queues import Quota, fifo_finish
-from servelab.sim.service import PodSize
+from servelab.sim.service_times import PodSize
 
 ROUTINGS = ("round-robin", "random", "least-outstanding")
 SPECULATE_SYNCS = 40
