@@ -245,10 +245,32 @@ def _cold_app(server: ModelServer) -> FastAPI:
     # Every route is `async def`: it runs on the event loop, never in FastAPI's thread pool, so
     # /metrics reads the counters from the same thread that writes them.
 
-    def known(model: str) -> None:
-        if model != name:
-            raise server.unknown_model(model)
+    _answer_errors_in_json(app)
+    _tf_serving_routes(app, server)
+    _oip_routes(app, server)
 
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"].update(prediction_paths(name))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+def _known(server: ModelServer, model: str) -> None:
+    if model != server.name:
+        raise server.unknown_model(model)
+
+
+def _answer_errors_in_json(app: FastAPI) -> None:
+    """Every error, ours or FastAPI's, as `{"error": ...}` with a hint where one helps."""
     @app.exception_handler(InputError)
     async def input_error(request: Request, error: InputError) -> JSONResponse:
         return JSONResponse({"error": error.message}, status_code=error.status)
@@ -270,17 +292,21 @@ def _cold_app(server: ModelServer) -> FastAPI:
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
+
+def _tf_serving_routes(app: FastAPI, server: ModelServer) -> None:
+    """TF Serving's model status and signature, for the model this server holds."""
+    name = server.name
     unknown = error_responses(404)
 
     @app.get("/v1/models/{model}", summary="TF Serving: model version status", responses=unknown)
     async def model_status(model: str) -> dict:
-        known(model)
+        _known(server, model)
         status = {"error_code": "OK", "error_message": ""}
         return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
 
     @app.get("/v1/models/{model}/metadata", summary="TF Serving: model signature", responses=unknown)
     async def model_signature(model: str) -> dict:
-        known(model)
+        _known(server, model)
 
         def tensor(tensor_name: str, dims: list[int]) -> dict:
             return {
@@ -299,6 +325,12 @@ def _cold_app(server: ModelServer) -> FastAPI:
             "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
         }
 
+
+def _oip_routes(app: FastAPI, server: ModelServer) -> None:
+    """The Open Inference Protocol's server, health and model metadata routes."""
+    name = server.name
+    unknown = error_responses(404)
+
     @app.get("/v2", summary="OIP: server metadata")
     async def server_metadata() -> dict:
         return {"name": "servelab", "version": servelab.__version__, "extensions": []}
@@ -316,7 +348,7 @@ def _cold_app(server: ModelServer) -> FastAPI:
 
     @app.get("/v2/models/{model}", summary="OIP: model metadata", responses=unknown)
     async def model_metadata(model: str) -> dict:
-        known(model)
+        _known(server, model)
         return {
             "name": name,
             "versions": ["1"],
@@ -327,21 +359,7 @@ def _cold_app(server: ModelServer) -> FastAPI:
 
     @app.get("/v2/models/{model}/ready", summary="OIP: model ready", responses=error_responses(404, 503))
     async def model_ready(model: str) -> JSONResponse:
-        known(model)
+        _known(server, model)
         if server.draining:
             return JSONResponse({"name": name, "ready": False, "error": "shutting down after SIGTERM"}, 503)
         return JSONResponse({"name": name, "ready": True})
-
-    @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
-    async def metrics() -> Response:
-        return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema["paths"].update(prediction_paths(name))
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi
-    return app

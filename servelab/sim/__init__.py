@@ -65,20 +65,8 @@ def simulate(
     how `servelab serve` runs the model.
     """
     pod = pod or service.pod or PodSize()
-    if pod.throttles and concurrency != 1:
-        raise ValueError(
-            "a CPU limit's quota is modelled for one request in service per pod (concurrency=1, as "
-            "servelab serve runs the model); for several, pass a PodSize without cpu_limit_cores"
-        )
-    if routing not in ROUTINGS:
-        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency is requests a pod serves at once and must be >= 1, got {concurrency}")
-    if isinstance(schedule, Schedule):
-        arrivals, end = schedule.send_times(seed), schedule.duration
-    else:
-        arrivals = np.asarray(schedule, dtype=np.float64)
-        end = float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
+    _check(pod, concurrency, routing)
+    arrivals, end = _arrivals(schedule, seed)
     rng = np.random.default_rng(seed)
     answer_s, busy_s = service.draw(len(arrivals), rng)
     cluster = Pods(pod, concurrency, routing, startup_s, rng)
@@ -111,6 +99,27 @@ def simulate(
         "timeline": cluster.timeline,
     }
     return Result(_frame(arrivals, busy_s, done, pod_ids, cluster.names), meta)
+
+
+def _check(pod: PodSize, concurrency: int, routing: str) -> None:
+    """Refuse what the model does not cover, naming the argument."""
+    if pod.throttles and concurrency != 1:
+        raise ValueError(
+            "a CPU limit's quota is modelled for one request in service per pod (concurrency=1, as "
+            "servelab serve runs the model); for several, pass a PodSize without cpu_limit_cores"
+        )
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency is requests a pod serves at once and must be >= 1, got {concurrency}")
+
+
+def _arrivals(schedule: Schedule | np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Send times in seconds, and when the run ends: the schedule's duration, or just after the last arrival."""
+    if isinstance(schedule, Schedule):
+        return schedule.send_times(seed), schedule.duration
+    arrivals = np.asarray(schedule, dtype=np.float64)
+    return arrivals, float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
 
 
 def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:

@@ -120,11 +120,12 @@ class DeploymentController:
             self._schedule()
 
     async def terminate_all(self) -> None:
-        """Closing: every pod gets SIGTERM and its grace period, without preStop (nobody is routed to them any more)."""
+        """Closing: every pod is stopped within its grace period, without preStop or the server's drain
+        delay (nobody is routed to them any more)."""
         pods = list(self.objects.pods())
         for p in pods:
             p.spec = _without_pre_stop(p.spec)
-        await asyncio.gather(*(p.terminate() for p in pods))
+        await asyncio.gather(*(p.terminate(closing=True) for p in pods))
 
     def _roll(self, d: Deployment, current: list[Pod], outdated: list[Pod]) -> None:
         """A rollout: old pods go once the new ones are Ready; before that, as upstream, unready old pods

@@ -198,13 +198,17 @@ class Pod:
 
     # -- deletion ---------------------------------------------------------------------------------
 
-    def terminate(self) -> asyncio.Task:
-        """Delete the pod (once; later calls return the same task, which the caller may await)."""
+    def terminate(self, *, closing: bool = False) -> asyncio.Task:
+        """Delete the pod (once; later calls return the same task, which the caller may await).
+
+        `closing`: the whole cluster is closing and nothing routes to the pod any more, so its server
+        is stopped as Ctrl-C stops it (SIGINT), without the drain delay it keeps for load balancers.
+        """
         if self._termination is None:
-            self._termination = asyncio.get_running_loop().create_task(self._terminate())
+            self._termination = asyncio.get_running_loop().create_task(self._terminate(closing))
         return self._termination
 
-    async def _terminate(self) -> None:
+    async def _terminate(self, closing: bool = False) -> None:
         """As the kubelet does: out of the Service, preStop, SIGTERM, SIGKILL at the deadline."""
         self.deleting = True
         self.ready = False
@@ -220,7 +224,8 @@ class Pod:
         deadline = self.owner.now() + grace
         if self.spec.pre_stop and self._alive():
             await self._pre_stop(grace)
-        await self._stop_process(max(deadline - self.owner.now(), 2.0 if self.spec.pre_stop else 0.0))
+        await self._stop_process(max(deadline - self.owner.now(), 2.0 if self.spec.pre_stop else 0.0),
+                                 signal.SIGINT if closing else signal.SIGTERM)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         self.sample_cpu()
@@ -238,15 +243,15 @@ class Pod:
         except asyncio.TimeoutError:
             kill_group(hook.pid)
 
-    async def _stop_process(self, grace: float) -> None:
+    async def _stop_process(self, grace: float, sig: signal.Signals = signal.SIGTERM) -> None:
         process = self.process
         if process is None or process.returncode is not None:
             return
-        kill_group(process.pid, signal.SIGTERM)
+        kill_group(process.pid, sig)
         try:
             await asyncio.wait_for(asyncio.shield(process.wait()), grace)
         except asyncio.TimeoutError:
-            self.owner.record(base.POD_EXITED, self.obj, f"still running {grace:g} s after SIGTERM: SIGKILL")
+            self.owner.record(base.POD_EXITED, self.obj, f"still running {grace:g} s after {sig.name}: SIGKILL")
             kill_group(process.pid, signal.SIGKILL)
             await process.wait()
 
