@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from servelab.analysis import timelines
 from servelab.core.result import Result
-from servelab.plots.runs import latency_over_time
+from servelab.plots.latency import latency_over_time
 from servelab.plots.style import new_axes
 
 

@@ -33,7 +33,7 @@ from servelab.core.hpa.behavior import (
     stabilize_legacy,
     store_scale_event,
 )
-from servelab.core.hpa.replicas import MetricsUnavailable, PodSample, replica_count
+from servelab.core.hpa.calculator import MetricsUnavailable, PodSample, replica_count
 from servelab.core.hpa.spec import (
     CPU_INITIALIZATION_PERIOD_S,
     DEFAULT_CPU_UTILIZATION,
