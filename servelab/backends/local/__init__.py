@@ -5,7 +5,7 @@
 - objects.py: the Deployments, Services and HPAs a cluster holds, and its timeline of events
 - deployment_controller.py: pods to match each Deployment (rollouts, scale-down order) and the scheduler
 - service_controller.py: one Service proxy per Service, fed its Ready pods (the endpoints controller)
-- hpa_controller.py: the HPA controller's sync loop (the algorithm is servelab/core/hpa.py)
+- hpa_controller.py: the HPA controller's sync loop (the algorithm is servelab/core/hpa/)
 - listings.py / run_metadata.py: the read side (get, describe, top, rollout status) and what a run ran on
 - kubectl.py: the lesson's kubectl verbs with kubectl's columns
 - pod_template.py: what one pod of a Deployment runs (container, requests/limits, probes) and its name;

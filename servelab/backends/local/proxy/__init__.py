@@ -1,7 +1,7 @@
 """The Service: one stable address that spreads requests over the Ready pods behind it.
 
 It runs as its own process (`python -m servelab.backends.local.proxy`) on uvloop when available,
-so its event loop never competes with a Jupyter kernel's GIL. The owner (../service.py) sends the
+so its event loop never competes with a Jupyter kernel's GIL. The owner (../service_proxy.py) sends the
 list of Ready endpoints over the control channel (control.py) and waits for the proxy's
 confirmation before it terminates a removed pod; when the channel closes the proxy exits.
 
