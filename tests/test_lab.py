@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from servelab import lab
@@ -114,3 +116,24 @@ def test_pods_keep_their_manifest_size_when_the_machine_can_load_them(monkeypatc
     monkeypatch.setattr(lab, "QUICK", True)
     lab.params(quick=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)), full=dict(model="large", slo_ms=50, rates=lab.capacity(1.6)))
     assert pod_size.cpu_scale() == 1.0
+
+
+def test_a_calibration_shared_through_a_file_is_reused_by_the_next_kernel_and_says_so(monkeypatch, tmp_path):
+    """$SERVELAB_CALIBRATION_FILE: the first kernel measures and saves; the next reads it (a test run's next
+    lab), printing where it came from; `again` measures anew."""
+    import pandas as pd
+
+    from servelab.analysis import calibration
+
+    measured = [_capacity(500, 0.5, 1400), _capacity(480, 0.5, 1400)]
+    measured[0] = dataclasses.replace(measured[0], steps=pd.DataFrame({"rate": [300.0, 500.0], "met": [True, True]}))
+    monkeypatch.setattr(calibration, "measure", lambda *a, **k: measured.pop(0))
+    monkeypatch.setenv(calibration.SHARED_VARIABLE, str(tmp_path / "calibration.json"))
+    first = calibration.calibrate("large", 50, quick=True)
+    calibration._cache.clear()  # a new kernel
+    second = calibration.calibrate("large", 50, quick=True)
+    assert (second.rate, second.cpu_ms, second.limits) == (first.rate, first.cpu_ms, first.limits)
+    assert list(second.steps.rate) == [300.0, 500.0] and "earlier notebook" not in str(first)
+    assert f"by an earlier notebook, read from {tmp_path / 'calibration.json'}" in str(second)
+    assert calibration.calibrate("large", 50, quick=True, again=True).rate == 480 and not measured
+    calibration._cache.clear()

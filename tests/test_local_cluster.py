@@ -14,6 +14,7 @@ import http.client
 import os
 import re
 import signal
+import time
 
 import pytest
 from local_fixtures import (
@@ -204,7 +205,10 @@ def test_autoscale_rollout_delete_and_metadata():
         (new,) = [p for p in c.pods() if p.status != "Terminating"]
         assert new.name.rsplit("-", 2)[1] != pod["name"].rsplit("-", 2)[1] and new.cpu_limit_cores == 1.0
         assert c.kubectl(f"delete -f {DEPLOYMENT}") == f'deployment.apps "{NAME}" deleted'
-        assert c.pods() == []
+        assert c.pods() == []  # the Deployment is gone at once, as with kubectl; its pods terminate after it
+        deadline = time.monotonic() + 15  # the pods' grace period, and then some
+        while "pod-gone" not in set(c.timeline()["kind"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
         timeline = c.timeline()
         assert {"pod-created", "pod-running", "pod-ready", "pod-terminating", "pod-gone"} <= set(timeline["kind"])
         assert timeline["t_s"].is_monotonic_increasing

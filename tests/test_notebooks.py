@@ -93,12 +93,23 @@ def assert_central_findings(lab: str, results: Path, cell: str) -> None:
     assert not failed, f"{lab} ({cell}) did not show its central findings:\n" + "\n".join(failed)
 
 
+@pytest.fixture(scope="session")
+def calibrations() -> Iterator[Path]:
+    """Where each matrix cell's labs share one calibration ($SERVELAB_CALIBRATION_FILE, a file per cell):
+    the labs of a cell run one after another on the same machine setting, so the first measures and the
+    rest reuse it, as a learner's kernel reuses its own. Writable by the learner."""
+    folder = Path(tempfile.mkdtemp(prefix="servelab-calibrations-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.stem)
-def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path):
+def test_solution_runs_in_quick_mode(notebook: Path, tmp_path: Path, calibrations: Path):
     """Matrix cell (a): every lab on this machine as it is; the labs that offer load show their findings."""
     if notebook.name in NEEDS_CURL:
         require_tool("curl")
-    run_solution(notebook, quick_env(tmp_path))
+    run_solution(notebook, quick_env(tmp_path, SERVELAB_CALIBRATION_FILE=str(calibrations / "this-machine.json")))
     if notebook.stem in CENTRAL:
         assert_central_findings(notebook.stem, tmp_path / "results", "this machine")
 
@@ -172,13 +183,15 @@ SCALE_IDS = {"1": "this-speed", "3": "3x-faster", "0.333": "3x-slower"}
 
 
 @pytest.mark.parametrize(("lab", "scale"), LEARNER_SCALES, ids=lambda v: SCALE_IDS.get(v, v))
-def test_lab_holds_for_an_unprivileged_learner(lab: str, scale: str, learner: Learner, learner_tmp: Path):
+def test_lab_holds_for_an_unprivileged_learner(lab: str, scale: str, learner: Learner, learner_tmp: Path,
+                                               calibrations: Path):
     """Matrix cells (b) and (c, slower): a user who cannot write cgroups (the CPU limits fall to a
     non-root rung), on a machine three times slower per pod where the lab holds there, else at this
     machine's speed; the calibration must follow."""
     tmp_path = learner_tmp
     env = quick_env(tmp_path, HOME=str(learner.home), USER=learner.name, LOGNAME=learner.name,
-                    SERVELAB_CACHE=str(learner.home / ".cache" / "servelab" / "models"), SERVELAB_CPU_SCALE=scale)
+                    SERVELAB_CACHE=str(learner.home / ".cache" / "servelab" / "models"), SERVELAB_CPU_SCALE=scale,
+                    SERVELAB_CALIBRATION_FILE=str(calibrations / "learner.json"))
     run_solution(ROOT / "solutions" / f"{lab}.ipynb", env, user=learner.name)
     cell = f"unprivileged user {learner.name}, SERVELAB_CPU_SCALE={scale}"
     assert_central_findings(lab, tmp_path / "results", cell)
@@ -188,9 +201,10 @@ def test_lab_holds_for_an_unprivileged_learner(lab: str, scale: str, learner: Le
 
 
 @pytest.mark.parametrize("lab", sorted(CENTRAL))
-def test_lab_holds_on_a_faster_machine(lab: str, tmp_path: Path):
+def test_lab_holds_on_a_faster_machine(lab: str, tmp_path: Path, calibrations: Path):
     """Matrix cell (c, faster): every pod's CPU limit times 3; the calibration must follow."""
-    run_solution(ROOT / "solutions" / f"{lab}.ipynb", quick_env(tmp_path, SERVELAB_CPU_SCALE="3"))
+    env = quick_env(tmp_path, SERVELAB_CPU_SCALE="3", SERVELAB_CALIBRATION_FILE=str(calibrations / "3x-faster.json"))
+    run_solution(ROOT / "solutions" / f"{lab}.ipynb", env)
     assert_central_findings(lab, tmp_path / "results", "SERVELAB_CPU_SCALE=3")
 
 

@@ -20,14 +20,18 @@ the load generator, each from its own CPU counter (not the machine's busy time, 
 programs share). That says how much traffic this machine can push at all, and so how many pods an
 experiment can usefully compare.
 
-The result is cached per process (a Jupyter kernel): a lab run again reuses it unless asked.
+The result is cached per process (a Jupyter kernel): a lab run again reuses it unless asked. A test
+run that executes several labs in a row on one machine setting may also share it between kernels
+through a file named by $SERVELAB_CALIBRATION_FILE; a reused measurement says so where it is printed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import io
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ MAX_STEPS = 8
 MIN_REQUESTS = 200  # per step: a p95 of fewer is a few requests' luck (a slow machine's steps last longer)
 CLOSED_USERS = 4
 MACHINE_HEADROOM = 0.85  # of the usable cores an experiment may plan to use; the rest is the notebook's
+SHARED_VARIABLE = "SERVELAB_CALIBRATION_FILE"
 _cache: dict[tuple, Capacity] = {}
 
 
@@ -82,6 +87,7 @@ class Capacity:
     backend: str
     seconds: float  # how long the calibration took
     steps: pd.DataFrame = field(repr=False, compare=False)  # one row per open-loop step
+    reused_from: str = ""  # the file an earlier kernel saved this measurement in ($SERVELAB_CALIBRATION_FILE)
 
     @property
     def cpu_bound(self) -> float:
@@ -104,7 +110,7 @@ class Capacity:
         return (f"one {self.model} pod ({limit}, limit {held}) serves {self.rate:.0f} req/s within p95 <= "
                 f"{self.slo_ms:g} ms; {self.cpu_ms:.2f} ms of pod CPU and {self.machine_cpu_ms:.2f} ms of this "
                 f"machine's CPU per request; {self.cores:g} usable cores [{self.backend} backend, measured in "
-                f"{self.seconds:.0f} s]")
+                f"{self.seconds:.0f} s" + (f" by an earlier notebook, read from {self.reused_from}]" if self.reused_from else "]"))
 
     def to_dict(self) -> dict:
         """For a run's metadata: the capacity every rate of the run was a multiple of."""
@@ -123,8 +129,40 @@ def calibrate(model: str, slo_ms: float, *, quick: bool, again: bool = False, pr
     key = (os.environ.get("SERVELAB_BACKEND", "auto"), model, float(slo_ms), quick, cpu_scale(),
            os.environ.get("SERVELAB_LIMITS", ""))
     if again or key not in _cache:
-        _cache[key] = measure(model, slo_ms, quick=quick, progress=progress)
+        shared = None if again else _shared(key)
+        _cache[key] = shared or measure(model, slo_ms, quick=quick, progress=progress)
+        if shared is None:
+            _share(key, _cache[key])
     return _cache[key]
+
+
+def _shared(key: tuple) -> Capacity | None:
+    """The measurement an earlier kernel saved under `key` in $SERVELAB_CALIBRATION_FILE, if any."""
+    path = os.environ.get(SHARED_VARIABLE)
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as file:
+        fcntl.flock(file, fcntl.LOCK_SH)
+        saved = json.load(file).get(repr(key))
+    if saved is None:
+        return None
+    return Capacity(**{**saved, "steps": pd.DataFrame(saved["steps"]), "reused_from": path})
+
+
+def _share(key: tuple, capacity: Capacity) -> None:
+    """Save `capacity` under `key` in $SERVELAB_CALIBRATION_FILE, for the next kernel (a test run's next lab)."""
+    path = os.environ.get(SHARED_VARIABLE)
+    if not path:
+        return
+    with open(path, "a+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        table = json.loads(file.read() or "{}")
+        fields = {f.name: getattr(capacity, f.name) for f in dataclasses.fields(capacity)}
+        table[repr(key)] = {**fields, "steps": capacity.steps.to_dict(orient="list"), "reused_from": ""}
+        file.seek(0)
+        file.truncate()
+        json.dump(table, file, default=lambda value: value.item())  # numpy scalars
 
 
 def measure(model: str, slo_ms: float, *, quick: bool, progress: bool = True) -> Capacity:

@@ -77,9 +77,12 @@ class DeploymentController:
         old.template_hash, old.spec = pod_template_hash(template), spec
 
     async def delete(self, d: Deployment) -> None:
-        """`d`, already out of the table: its pods terminate, and are still costed."""
+        """`d`, already out of the table. As with kubectl's default (background) deletion, the Deployment is
+        gone at once and its pods terminate after it, each within its grace period: still costed, and
+        holding their share of the node until they are gone."""
         self.objects.record(base.SCALED, f"deployment/{d.name}", "deleted", old=d.replicas, new=0, by="delete")
-        await asyncio.gather(*(p.terminate() for p in d.pods))
+        for p in d.pods:
+            p.terminate()
         self.objects.finished.extend(d.pods)
 
     async def delete_pod(self, name: str) -> None:
@@ -122,7 +125,7 @@ class DeploymentController:
     async def terminate_all(self) -> None:
         """Closing: every pod is stopped within its grace period, without preStop or the server's drain
         delay (nobody is routed to them any more)."""
-        pods = list(self.objects.pods())
+        pods = [p for p in [*self.objects.pods(), *self.objects.finished] if p.status != "Gone"]
         for p in pods:
             p.spec = _without_pre_stop(p.spec)
         await asyncio.gather(*(p.terminate(closing=True) for p in pods))
@@ -151,7 +154,7 @@ class DeploymentController:
     def _schedule(self) -> None:
         """Start each Pending pod, oldest first, whose requests fit next to the pods already placed
         (terminating ones hold theirs until gone); the others stay Pending, saying why."""
-        pods = [p for p in self.objects.pods() if p.status != "Gone"]
+        pods = [p for p in [*self.objects.pods(), *self.objects.finished] if p.status != "Gone"]
         placed = [(p.spec.cpu_request, p.spec.memory_request) for p in pods if p.scheduled_s is not None]
         for pod in sorted((p for p in pods if p.scheduled_s is None and not p.deleting), key=lambda p: p.created_s):
             reason = self.node.unschedulable(placed, pod.spec.cpu_request, pod.spec.memory_request)

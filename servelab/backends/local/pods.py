@@ -206,6 +206,8 @@ class Pod:
         """
         if self._termination is None:
             self._termination = asyncio.get_running_loop().create_task(self._terminate(closing))
+        elif closing and self._alive():
+            kill_group(self.process.pid, signal.SIGINT)  # terminating already: skip what is left of its drain
         return self._termination
 
     async def _terminate(self, closing: bool = False) -> None:
