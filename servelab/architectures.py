@@ -2,13 +2,15 @@
 
 An architecture here is how a day's requests are served: a fixed number of pods, the HPA, or the
 HPA for the requests that need an answer now plus a nightly batch job for the share that can
-wait. `simulate_day` runs each through `servelab.sim` on the same arrivals and keeps only what a
-decision needs (a row of figures, p95 and pods per time window), so a 24-hour day of millions of
-requests fits in memory several times over. `compare_live` puts a live run beside the
+wait, any of them in a far region (a network round trip added to every answer), or the model on
+each user's device. `simulate_day` runs each through `servelab.sim` on the same arrivals and keeps
+only what a decision needs (a row of figures, p95 and pods per time window), so a 24-hour day of
+millions of requests fits in memory several times over. `compare_live` puts a live run beside the
 simulator's prediction of it.
 
-Edge serving (the model on the user's device) is not modelled: the simulator has no devices.
-Lab 06 measures it.
+The simulator has no devices: an edge architecture resamples a measured device run's answer times
+(every user has a device of their own, so nothing queues) and pays for the devices by the
+amortisation rule of servelab.core.cost.
 """
 
 from __future__ import annotations
@@ -53,16 +55,34 @@ def day_that_fits(day_s: float, mean_rate: float, available_bytes: int | None = 
 
 
 @dataclass(frozen=True)
+class OnDevice:
+    """Predictions on each user's own device: answer times (s) of a measured device run, resampled,
+    and the device's price per 1M predictions (`cost.Device.per_million`)."""
+
+    latency_s: np.ndarray = field(compare=False)
+    per_million: float
+
+
+@dataclass(frozen=True)
 class Architecture:
     """One way to serve the day: `policy` for the requests that need an answer now, and, if
-    `deferred_share` > 0, a `batch` job for that share of requests, which can wait for it."""
+    `deferred_share` > 0, a `batch` job for that share of requests, which can wait for it.
+    `round_trip_ms` (+- `jitter_ms`, uniform) is added to every answer: the network to a far region.
+    With `device`, the model runs on the users' devices instead and `policy` is None."""
 
     name: str
-    policy: sim.Static | sim.Autoscaled
+    policy: sim.Static | sim.Autoscaled | None
     deferred_share: float = 0.0
     batch: sim.Batch | None = None
+    round_trip_ms: float = 0.0
+    jitter_ms: float = 0.0
+    device: OnDevice | None = None
 
     def __post_init__(self) -> None:
+        if (self.policy is None) == (self.device is None):
+            raise ValueError(f"{self.name}: an architecture serves from pods (a policy) or on devices, one of the two")
+        if not 0 <= self.jitter_ms <= self.round_trip_ms:
+            raise ValueError(f"{self.name}: a round trip of R +- J needs 0 <= J <= R; got {self.round_trip_ms} +- {self.jitter_ms}")
         if not 0 <= self.deferred_share < 1:
             raise ValueError(f"{self.name}: deferred_share is a share of requests, 0 <= share < 1; got {self.deferred_share}")
         if (self.deferred_share > 0) != (self.batch is not None):
@@ -70,9 +90,11 @@ class Architecture:
 
 
 def candidates(hpa_manifest: str | Path, *, static: tuple[int, ...] = (1, 2, 3, 4), deferred_share: float = 0.3,
-               period_s: float = DAY_S) -> list[Architecture]:
+               period_s: float = DAY_S, far: tuple[float, float] | None = None,
+               device: OnDevice | None = None) -> list[Architecture]:
     """The architectures a team would put on the table: static counts, the HPA of `hpa_manifest`,
-    and that HPA with `deferred_share` of the requests moved to a nightly batch job of one pod.
+    and that HPA with `deferred_share` of the requests moved to a nightly batch job of one pod; with
+    `far` = (round trip, jitter) in ms, the HPA in a far region; with `device`, the model on the users' devices.
 
     `period_s` is the length of the day (shorter for a compressed day): the job runs at 02:00 of it.
     """
@@ -84,6 +106,9 @@ def candidates(hpa_manifest: str | Path, *, static: tuple[int, ...] = (1, 2, 3, 
         *(Architecture(f"static, {n} pod{'s' * (n > 1)}", sim.Static(n)) for n in static),
         Architecture(hpa_name, autoscaled),
         Architecture(f"HPA + nightly batch ({deferred_share:.0%})", autoscaled, deferred_share, nightly),
+        *([Architecture(f"{hpa_name}, far region (+{far[0]:g} ms)", autoscaled, round_trip_ms=far[0], jitter_ms=far[1])]
+          if far else []),
+        *([Architecture("edge (on each user's device)", None, device=device)] if device is not None else []),
     ]
 
 
@@ -181,21 +206,47 @@ def simulate_day(
     rows, p95s, pods = {}, {}, {}
     for arch in architectures:
         started = time.perf_counter()
-        deferred = np.random.default_rng(seed + 1).random(len(arrivals)) < arch.deferred_share
-        online = sim.simulate(arrivals[~deferred], service, policy=arch.policy, startup_s=startup_s, pod=pod, seed=seed)
-        runs = [online]
-        if arch.batch is not None:
-            runs.append(sim.simulate(arrivals[deferred], service, policy=arch.batch, startup_s=startup_s, pod=pod, seed=seed))
-        rows[arch.name] = _day_row(runs, duration, peak, slo_ms, price)
+        serve = _on_devices if arch.device is not None else _on_pods
+        rows[arch.name], p95s[arch.name], pods[arch.name] = serve(
+            arch, arrivals, duration, peak, slo_ms=slo_ms, price=price, startup_s=startup_s, pod=pod,
+            window_s=window_s, seed=seed, service=service)
         rows[arch.name]["sim (s)"] = time.perf_counter() - started
-        p95s[arch.name] = p95_over_time(online, window_s, duration)
-        pods[arch.name] = sum(pods_over_time(r, window_s, duration, origin_s=0.0) for r in runs)
-        del online, runs  # a day of requests is hundreds of MB per run; keep only the figures
     middles = p95s[architectures[0].name].index + window_s / 2
     notes = [] if duration == DAY_S else [f"the day is compressed into {duration:g} s; dollars are scaled to 24 h"]
     return Day(pd.DataFrame(rows).T, pd.DataFrame(p95s), pd.DataFrame(pods),
                pd.Series(schedule.rate_at(middles), index=middles - window_s / 2, name="req/s"),
                slo_ms, peak, len(arrivals), duration, notes)
+
+
+def _on_pods(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms, price,
+             startup_s, pod, window_s, seed, service) -> tuple[dict, pd.Series, pd.Series]:
+    """One architecture's simulated day on pods: its row, its p95 and its pods per window."""
+    deferred = np.random.default_rng(seed + 1).random(len(arrivals)) < arch.deferred_share
+    online = sim.simulate(arrivals[~deferred], service, policy=arch.policy, startup_s=startup_s, pod=pod, seed=seed)
+    if arch.round_trip_ms:
+        spread = np.random.default_rng(seed + 2).uniform(-arch.jitter_ms, arch.jitter_ms, len(online.frame))
+        online.frame["latency_s"] += (arch.round_trip_ms + spread) / 1000
+    runs = [online]
+    if arch.batch is not None:
+        runs.append(sim.simulate(arrivals[deferred], service, policy=arch.batch, startup_s=startup_s, pod=pod, seed=seed))
+    pods = sum(pods_over_time(r, window_s, duration, origin_s=0.0) for r in runs)
+    return _day_row(runs, duration, peak, slo_ms, price), p95_over_time(online, window_s, duration), pods
+
+
+def _on_devices(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms,
+                window_s, seed, **_) -> tuple[dict, pd.Series, pd.Series]:
+    """The day on the users' devices: each answer time drawn from the measured device run, no pods,
+    and every prediction paying its share of a device."""
+    latency_ms = np.random.default_rng(seed + 3).choice(arch.device.latency_s, len(arrivals)) * 1000
+    windows = int(np.ceil(duration / window_s))
+    p95 = percentile_per_window(pd.Series(arrivals), pd.Series(latency_ms), window_s, 95, windows).rename("p95_ms")
+    in_peak = latency_ms[(arrivals >= peak[0]) & (arrivals < peak[1])]
+    dollars = arch.device.per_million * len(arrivals) / 1e6
+    row = {"p95 (ms)": percentile(latency_ms, 95), PEAK_HOUR: percentile(in_peak, 95),
+           f"over {slo_ms:g} ms (%)": float(100 * np.mean(latency_ms > slo_ms)), "mean pods": 0.0,
+           PER_DAY: dollars / duration * DAY_S, "$ per 1M": arch.device.per_million, "idle share": np.nan,
+           "batch wait (h)": np.nan}
+    return row, p95, pd.Series(0.0, index=p95.index, name="pods")
 
 
 def _peak_hour(schedule: Schedule) -> tuple[float, float]:

@@ -2,10 +2,11 @@
 
 Online serving is a load run through the cluster (servelab.load); this module adds the other two:
 a batch Job and an edge device. Neither backend runs Jobs, and an edge device is a CPU budget, not
-a server, so both are processes started here. The Job is held to its container's limits by the same
+a server, so both are processes started here; `region_service` adds online from farther away. The Job is held to its container's limits by the same
 ladder that holds a pod (servelab.limits: a cgroup, a user scope or the userspace enforcer, as this
 machine allows; every run says which, or why none). The device is a uniformly slower CPU, emulated
-by pacing its predictions (servelab.limits.slower_cpu). `serving_ways` then prices each way by its own rule.
+by pacing its predictions (servelab.limits.slower_cpu). `serving_ways` then prices each way by its own rule,
+the device by its price amortised over its life (servelab.core.cost.Device).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from servelab.core.manifests import container
 from servelab.limits.slower_cpu import SlowerCpu
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
+SERVICE_FILE = "cluster/model-serving-service.yaml"
 _EDGE_SCRIPT = """
 import contextlib, json, sys, time
 import numpy as np
@@ -190,36 +192,88 @@ def edge_table(runs: dict[str, EdgeRun], slo_ms: float) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def serving_ways(online, job: ProcessRun, job_pod_usage, edge: EdgeRun, price) -> pd.DataFrame:
-    """The same predictions served online, by a batch Job and at the edge: latency, throughput and cost.
+def region_service(name: str, round_trip_ms: float, jitter_ms: float = 0.0, *, port: int) -> dict:
+    """The lesson's Service under another `name` and `port`, the same pods seen from farther away: the
+    local backend adds `round_trip_ms` (+- `jitter_ms`) to every request through it
+    (servelab/backends/local/proxy/round_trip.py). Kubernetes ignores the annotation, so on a real
+    cluster the distance must be real: the annotation is local backend only."""
+    from servelab.backends.local.proxy.round_trip import ANNOTATION, JITTER_ANNOTATION
 
-    Each way is priced by its own rule (servelab.core.cost's max(request, usage) x hours x price):
-    online pays for its replicas' requests for the whole run, busy or idle; the batch Job for
-    its pod's requests only while it runs; the edge costs the cloud nothing.
+    manifest = yaml.safe_load(repo.path(SERVICE_FILE).read_text())
+    manifest["metadata"]["name"] = name
+    manifest["metadata"]["annotations"] = {ANNOTATION: f"{round_trip_ms:g}ms", JITTER_ANNOTATION: f"{jitter_ms:g}ms"}
+    ports = manifest["spec"]["ports"][0]
+    ports["port"], ports["nodePort"] = port, ports["nodePort"] + port - ports["port"]
+    return manifest
+
+
+def serve_from_afar(cluster, name: str, round_trip_ms: float, jitter_ms: float = 0.0, *, port: int) -> str:
+    """Apply `region_service` and return its URL. A local cluster that puts every Service on one port
+    (`lab.connect(service_port=8501)`) puts this one on a free port instead, beside the lesson's; on
+    kube the Service is created but adds no round trip, and this says so."""
+    fixed = cluster.backend == "local" and getattr(cluster, "service_port", None)
+    if fixed:
+        cluster.service_port = 0
+    try:
+        cluster.apply(region_service(name, round_trip_ms, jitter_ms, port=port))
+    finally:
+        if fixed:
+            cluster.service_port = fixed
+    if cluster.backend != "local":
+        print(f"service {name}: the added round trip is local backend only; on {cluster.backend} this Service adds "
+              "none (use a client in another region, or tc netem on the client machine)")
+    return cluster.service_url(name)
+
+
+def serving_ways(online: dict, job: ProcessRun, job_pod_usage, edge: EdgeRun, price, device, per_day: float) -> pd.DataFrame:
+    """The same predictions served online, by a batch Job and on a device: latency, throughput and cost.
+
+    `online` maps a name to a load run through a Service, nearest first ("same hop", "near region",
+    ...); each online row says the round trip its Service added. Each way is priced by its own
+    rule: online pays for its replicas' requests for the whole run, busy or idle (servelab.core.cost's
+    max(request, usage) x hours x price); the batch Job for its pod's requests only while it runs;
+    the edge for the `device`, its price amortised over its life at `per_day` predictions a day.
+    Rows: the first online run, batch, edge, then the other online runs (the plot reads the first two).
     """
     from servelab.core import cost
 
-    served = online.summary()
-    online_cost, job_cost = cost.cost_of_result(online, price), cost.cost([job_pod_usage], price, _scored_rows(job))
-    edge_ms = edge.seconds * 1000
-    rows = {
-        "online (HTTP to the Service)": {
-            "predictions": served["ok"], "p50 (ms)": served["p50"], "p95 (ms)": served["p95"],
-            "time to last result (s)": np.nan, "predictions/s": served["achieved_rate"],
-            "$ for the run": online_cost.dollars, "$ per 1M predictions": online_cost.per_million,
-            "idle share": online_cost.idle_share, "who pays for what": "the replica's requests, for the whole run"},
-        "batch (a Job, all rows at once)": {
-            "predictions": job_cost.predictions_ok, "p50 (ms)": np.nan, "p95 (ms)": np.nan,
-            "time to last result (s)": job.seconds, "predictions/s": job_cost.predictions_ok / job.seconds,
-            "$ for the run": job_cost.dollars, "$ per 1M predictions": job_cost.per_million,
-            "idle share": job_cost.idle_share, "who pays for what": "the Job pod's requests, only while it runs"},
-        "edge (in-process, one row at a time)": {
-            "predictions": len(edge_ms), "p50 (ms)": np.percentile(edge_ms, 50), "p95 (ms)": np.percentile(edge_ms, 95),
-            "time to last result (s)": np.nan, "predictions/s": len(edge_ms) / edge.seconds.sum(),
-            "$ for the run": 0.0, "$ per 1M predictions": 0.0, "idle share": np.nan,
-            "who pays for what": "nothing in the cloud: the user's device"},
-    }
+    (first, *others) = online.items()
+    job_cost = cost.cost([job_pod_usage], price, _scored_rows(job))
+    rows = {f"online, {first[0]}": _online_row(first[1], price)}
+    rows["batch (a Job, all rows at once)"] = {
+        "predictions": job_cost.predictions_ok, "p50 (ms)": np.nan, "p95 (ms)": np.nan,
+        "time to last result (s)": job.seconds, "predictions/s": job_cost.predictions_ok / job.seconds,
+        "round trip added (ms)": np.nan, "$ for the run": job_cost.dollars, "$ per 1M predictions": job_cost.per_million,
+        "idle share": job_cost.idle_share, "who pays for what": "the Job pod's requests, only while it runs"}
+    rows["edge (on the device, no network)"] = _edge_row(edge, device, per_day)
+    rows.update({f"online, {name}": _online_row(run, price) for name, run in others})
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _online_row(run, price) -> dict:
+    """An online run's row: its latency, the round trip its Service added (NaN where the backend
+    does not record one) and its replicas' cost."""
+    from servelab.core import cost
+
+    served, bill = run.summary(), cost.cost_of_result(run, price)
+    added = run.meta.get("added_round_trip_ms")
+    return {"predictions": served["ok"], "p50 (ms)": served["p50"], "p95 (ms)": served["p95"],
+            "time to last result (s)": np.nan, "predictions/s": served["achieved_rate"],
+            "round trip added (ms)": np.nan if added is None else added, "$ for the run": bill.dollars,
+            "$ per 1M predictions": bill.per_million, "idle share": bill.idle_share,
+            "who pays for what": "the replica's requests, for the whole run"}
+
+
+def _edge_row(edge: EdgeRun, device, per_day: float) -> dict:
+    """The device's row: each prediction's time in-process, and its share of the device's price."""
+    ms = edge.seconds * 1000
+    per_million = device.per_million(per_day)
+    return {"predictions": len(ms), "p50 (ms)": np.percentile(ms, 50), "p95 (ms)": np.percentile(ms, 95),
+            "time to last result (s)": np.nan, "predictions/s": len(ms) / edge.seconds.sum(),
+            "round trip added (ms)": 0.0, "$ for the run": per_million * len(ms) / 1e6,
+            "$ per 1M predictions": per_million, "idle share": np.nan,
+            "who pays for what": f"the device: ${device.price_usd:g} over {device.life_years:g} years at "
+                                 f"{per_day:,.0f} predictions a day"}
 
 
 def _scored_rows(job: ProcessRun) -> int:

@@ -47,6 +47,41 @@ def test_a_deferred_share_needs_a_batch_job_and_a_sensible_share():
         architectures.Architecture("x", sim.Static(1), deferred_share=1.0, batch=sim.Batch())
 
 
+def test_a_far_region_and_the_edge_join_the_candidates_when_asked():
+    device = architectures.OnDevice(np.full(10, 0.006), per_million=7.0)
+    options = architectures.candidates(HPA_MANIFEST, static=(1,), period_s=DAY_S, far=(150.0, 15.0), device=device)
+    assert [o.name for o in options][-2:] == ["HPA, 1 to 4 pods, far region (+150 ms)", "edge (on each user's device)"]
+    far, edge = options[-2:]
+    assert far.policy == options[1].policy and (far.round_trip_ms, far.jitter_ms) == (150.0, 15.0)
+    assert edge.policy is None and edge.device is device
+
+
+def test_an_architecture_serves_from_pods_or_on_devices_and_its_round_trip_is_sensible():
+    with pytest.raises(ValueError, match="one of the two"):
+        architectures.Architecture("x", None)
+    with pytest.raises(ValueError, match="one of the two"):
+        architectures.Architecture("x", sim.Static(1), device=architectures.OnDevice(np.ones(3), 1.0))
+    with pytest.raises(ValueError, match="0 <= J <= R"):
+        architectures.Architecture("x", sim.Static(1), round_trip_ms=20.0, jitter_ms=30.0)
+
+
+def test_far_from_its_users_a_pod_answers_a_round_trip_later_for_the_same_bill_and_the_edge_pays_for_devices():
+    traffic = schedules.Diurnal(mean_rate=50, peak_to_trough=4, duration=600.0, period=600.0)
+    device = architectures.OnDevice(np.linspace(0.004, 0.008, 50), per_million=7.0)
+    options = [architectures.Architecture("near", sim.Static(1)),
+               architectures.Architecture("far", sim.Static(1), round_trip_ms=150.0, jitter_ms=15.0),
+               architectures.Architecture("edge", None, device=device)]
+    day = architectures.simulate_day(traffic, SERVICE, options, slo_ms=SLO_MS, price=cost.load_pricing(),
+                                     startup_s=5.0, window_s=25.0)
+    near, far, edge = (day.table.loc[name] for name in ("near", "far", "edge"))
+    assert far["p95 (ms)"] - near["p95 (ms)"] == pytest.approx(150.0, abs=15.0)
+    assert far["$ per day"] == near["$ per day"] and far[f"over {SLO_MS:g} ms (%)"] > 90
+    assert edge["mean pods"] == 0 and (day.pods["edge"] == 0).all() and pd.isna(edge["idle share"])
+    assert 4.0 <= edge["p95 (ms)"] <= 8.0 and day.p95_ms["edge"].between(4.0, 8.0).all()
+    assert edge["$ per 1M"] == 7.0
+    assert edge["$ per day"] == pytest.approx(7.0 * day.requests / 1e6 * architectures.DAY_S / 600.0)
+
+
 def test_random_arrivals_follow_the_curve_and_vary_between_seeds():
     traffic = schedules.Diurnal(mean_rate=50, peak_to_trough=4, duration=1000, period=1000)
     times = architectures.random_arrivals(traffic, seed=1)

@@ -108,3 +108,23 @@ def test_cost_of_a_run_without_pods_falls_back_to_replicas(tmp_path):
     write_run(tmp_path, {"duration_s": 10.0}, [200])
     with pytest.raises(ValueError, match="cluster="):
         cost.cost_of_result(tmp_path)
+
+
+def test_a_device_price_is_spread_over_its_life_and_its_predictions():
+    pi = cost.load_device()
+    assert (pi.name, pi.price_usd, pi.life_years) == ("raspberry-pi-5-8gb", 80.0, 3.0)
+    assert pi.source.startswith("https://") and "example" in pi.note.lower()
+    # $80 over 3 years of 10,000 predictions a day: 10.95M predictions, $7.31 per 1M.
+    assert pi.per_million(10_000) == pytest.approx(80 / (3 * 365 * 10_000) * 1e6)
+    assert pi.per_million(10_000) == pytest.approx(7.3059, abs=1e-4)
+    assert pi.per_million(100_000) == pytest.approx(pi.per_million(10_000) / 10), "ten times the use, a tenth each"
+
+
+def test_a_device_can_be_added_and_a_bad_one_is_named():
+    extra = {"devices": {"phone": {"price_usd": 300, "life_years": 2}}}
+    phone = cost.load_device("phone", extra=extra)
+    assert phone.per_million(1000) == pytest.approx(300 / (2 * 365 * 1000) * 1e6) and phone.source == ""
+    with pytest.raises(ValueError, match="unknown device 'pager'; known: raspberry-pi-5-8gb"):
+        cost.load_device("pager")
+    with pytest.raises(ValueError, match="predictions_per_day must be > 0"):
+        phone.per_million(0)

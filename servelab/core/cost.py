@@ -8,6 +8,10 @@ of what it requested and what it used, per resource, for as long as it lived, at
 The part of those dollars that bought capacity the pod did not use is the idle share ("workload
 idle" in the spec). Prices come from `servelab/data/pricing.yaml`, each with its source and the
 day it was read; a learner adds offerings with a YAML file or a dict.
+
+A prediction made on the user's device costs the cloud nothing, but the device is bought for it:
+its price, spread over the years it serves and the predictions it makes in them, is the edge's
+cost per prediction (`Device.per_million`). The example devices are in the same file.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 
 PRICING_FILE = Path(__file__).resolve().parents[1] / "data" / "pricing.yaml"
 DEFAULT_OFFERING = "opencost-default"
+DEFAULT_DEVICE = "raspberry-pi-5-8gb"
+DAYS_PER_YEAR = 365.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,40 @@ def load_pricing(offering: str = DEFAULT_OFFERING, spot: bool = False, extra: st
         region=str(entry.get("region", "")),
         note=str(entry.get("note", "")),
     )
+
+
+@dataclass(frozen=True)
+class Device:
+    """An edge device bought to make predictions: its list price, the years it is expected to serve
+    (an assumption of whoever buys it, not a property of the board), and where the price came from."""
+
+    name: str
+    price_usd: float
+    life_years: float
+    source: str
+    read_on: str
+    note: str = ""
+
+    def per_million(self, predictions_per_day: float) -> float:
+        """$ per 1M predictions: the price amortised over the predictions made in the device's life,
+        price / (life_years x 365 x predictions_per_day) x 1e6. The fewer predictions a device makes,
+        the more each one carries of its price; electricity and upkeep are left out."""
+        if predictions_per_day <= 0:
+            raise ValueError(f"predictions_per_day must be > 0 to spread {self.name}'s price over; got {predictions_per_day}")
+        return self.price_usd / (self.life_years * DAYS_PER_YEAR * predictions_per_day) * 1e6
+
+
+def load_device(name: str = DEFAULT_DEVICE, extra: str | Path | dict | None = None) -> Device:
+    """An example edge device from pricing.yaml's `devices:`, with `extra` (a YAML path or a dict shaped like it) over them."""
+    table = dict(yaml.safe_load(PRICING_FILE.read_text())["devices"])
+    if extra is not None:
+        doc = yaml.safe_load(Path(extra).read_text()) if isinstance(extra, (str, Path)) else extra
+        table.update(doc.get("devices", doc))
+    if name not in table:
+        raise ValueError(f"unknown device {name!r}; known: {', '.join(table)} (add one with extra=)")
+    entry = table[name]
+    return Device(name, float(entry["price_usd"]), float(entry["life_years"]), str(entry.get("source", "")),
+                  str(entry.get("read_on", "")), str(entry.get("note", "")))
 
 
 @dataclass(frozen=True)

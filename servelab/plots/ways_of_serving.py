@@ -30,13 +30,13 @@ def serving_ways(table: pd.DataFrame) -> Figure:
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
     waits = wait_ms(table)
-    colours = ["tab:blue", "tab:orange", "tab:green"][: len(table)]
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red"][: len(table)]
     left.barh(table.index, waits, color=colours, log=True)
     left.set_xlabel("wait for a prediction (ms, log): p95, or time to last result for batch")
     left.invert_yaxis()
     per_million = table["$ per 1M predictions"].astype(float)
-    right.barh(table.index, per_million, color=colours)
-    right.set_xlabel("$ per 1M predictions (cloud bill)")
+    right.barh(table.index, per_million, color=colours, log=bool((per_million > 0).all()))
+    right.set_xlabel("$ per 1M predictions (cloud bill; the edge: its device)")
     right.set_yticklabels([])
     right.invert_yaxis()
     for row, value in enumerate(per_million):
