@@ -40,8 +40,10 @@ lab: setup
 labs: setup
 	$(BIN)/python -m servelab.labgen solutions labs
 
+# Lint, import layers and size limits first (tests/test_lint.py): a broken layer fails in seconds, not after the labs.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/test_lint.py
+	$(BIN)/python -m pytest --ignore=tests/test_lint.py --durations=20
 
 # The benches cross-check against wrk and hey; as root on Debian/Ubuntu they are installed here.
 bench: setup
