@@ -124,6 +124,7 @@ def lab_results(root: Path) -> Path:
     _simulated_sweep(root / "06-online-batch-edge" / "batching", [20, 300])
     for name, cpu in (("small-pod", "500m"), ("big-pod", "2")):
         simulated(load.Poisson(20, 3.0), cpu=cpu).save(root / "06-online-batch-edge" / name)
+        simulated(load.Poisson(300, 3.0), cpu=cpu).save(root / "06-online-batch-edge" / f"{name}-high-traffic")
     day = load.Random(load.Diurnal(mean_rate=100, peak_to_trough=6, duration=20, period=20), seed=7)
     simulated(day, hpa_manifest=hpa_manifest).save(root / "07-capstone" / "live")
     simulated(day, 2).save(root / "07-capstone" / "predicted")

@@ -43,8 +43,8 @@ def test_an_id_is_shown_only_as_the_key_to_answer_under(capsys):
     quiz.show("06")
     lines = capsys.readouterr().out.splitlines()
     headings = [line for line in lines if line[:1].isdigit()]
-    assert headings[0] == "1. [medium]" and len(headings) == 9
-    for qid in ("p3", "p4", "q3", "q9"):
+    assert headings[0] == "1. [medium]" and len(headings) == 10
+    for qid in ("p3", "p4", "q3", "q10"):
         assert sum(f'"{qid}"' in line for line in lines) == 2, qid  # its answer line and the submit template
 
 

@@ -40,8 +40,9 @@ def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_
     return pd.DataFrame(rows).T
 
 
-def latency_and_cost(runs: dict[str, Any], price) -> pd.DataFrame:
-    """Load runs through a cluster side by side: the pod's CPU request, p50/p95, failures and cost."""
+def latency_and_cost(runs: dict[str, Any], price, slo_ms: float | None = None) -> pd.DataFrame:
+    """Load runs through a cluster side by side: the pod's CPU request, p50/p95, failures and cost; with
+    `slo_ms`, also the share of requests over it or failed (the share users noticed)."""
     rows = {}
     for name, run in runs.items():
         report, summary = cost.cost_of_result(run, price), run.summary()
@@ -49,6 +50,8 @@ def latency_and_cost(runs: dict[str, Any], price) -> pd.DataFrame:
                       "offered_rate": summary["offered_rate"], "p50 (ms)": summary["p50"], "p95 (ms)": summary["p95"],
                       "errors": summary["errors"], "$ per hour": report.per_hour,
                       "$ per 1M predictions": report.per_million, "idle share": report.idle_share}
+        if slo_ms is not None:
+            rows[name][f"over {slo_ms:g} ms or failed (%)"] = 100 * run.late_share(slo_ms)
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

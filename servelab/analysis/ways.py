@@ -1,5 +1,5 @@
 """Judging lab 06's comparisons: online, batch and edge; dynamic batching; a model on a small device;
-a big pod at low traffic. Each returns a `Finding` with the threshold that makes it an effect.
+a big pod at low and at high traffic. Each returns a `Finding` with the threshold that makes it an effect.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from servelab.analysis.findings import MIN_RATIO, Finding, ratio_threshold
+from servelab.analysis.replicas import LATE_GAP, LATE_MIN
 from servelab.analysis.sweeps import max_rate_within_slo
 
 RATE_GAIN = 1.3  # batching must hold the SLO at a rate at least this many times the plain server's
@@ -99,3 +100,22 @@ def big_pod_wasted(sized: pd.DataFrame, small: str, big: str, low, big_run) -> F
                    f"{sized.loc[big, 'p95 (ms)']:.1f} ms big (a ratio under {noise:.1f}, the runs' own spread, "
                    "counts as no faster)",
                    "A busy program slowed the small pod's run: run the cell again.")
+
+
+def big_pod_busy(small_run, big_run, slo_ms: float) -> Finding:
+    """At high traffic the big pod, with a model worker per core, leaves far fewer requests late or failed
+    than the small pod on the same traffic: the other half of the lesson's third mistake.
+
+    Threshold: as lab 04's one pod against many, the small pod's share late or failed is at least
+    LATE_GAP times the big pod's and LATE_MIN of all requests above it.
+    """
+    small, big = small_run.late_share(slo_ms), big_run.late_share(slo_ms)
+    rate = small_run.summary()["offered_rate"]
+    return Finding("06-big-pod-high-traffic",
+                   f"At high traffic ({rate:.0f} req/s) the big pod leaves far fewer requests late or failed than the "
+                   "small pod.",
+                   bool(small >= LATE_GAP * big and small - big >= LATE_MIN),
+                   f"{100 * small:.0f}% over {slo_ms:g} ms or failed on the small pod, {100 * big:.0f}% on the big "
+                   f"one; threshold: {LATE_GAP:g}x and {100 * LATE_MIN:.0f} points",
+                   "The high rate did not overload the small pod (the machine changed since the calibration: run "
+                   "the parameters cell with recalibrate=True), or it overloaded the machine itself.")

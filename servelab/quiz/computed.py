@@ -90,6 +90,11 @@ def p99_ratio(run: Path, other: Path) -> float:
     return summary_value(run, "p99") / summary_value(other, "p99")
 
 
+def late_share_pct(run: Path, slo_ms: float) -> float:
+    """Percent of a saved run's requests over `slo_ms` or failed (`Result.late_share`), as the labs' tables show it."""
+    return 100 * _result(run).late_share(slo_ms)
+
+
 def _warm_ms(run: Path) -> tuple[float, float]:
     """Median client-side and model time (ms) of one-at-a-time requests, the cold first one left out."""
     warm = _result(run).frame.iloc[1:]
@@ -254,7 +259,7 @@ def share_slower_pct(samples: Path, times_median: float) -> float:
 
 FUNCTIONS: dict[str, Callable[..., float]] = {
     f.__name__: f for f in (
-        summary_value, p99_ratio, warm_median_ms, overhead_share_pct, http_to_model_ratio, per_million_ratio,
+        summary_value, p99_ratio, late_share_pct, warm_median_ms, overhead_share_pct, http_to_model_ratio, per_million_ratio,
         step_run_value, live_check_value, max_rate_under_slo, p95_ms_at_highest_rate_under_slo,
         achieved_rate_at_top_rate, cost_ratio_lowest_to_best, p50_rise_at_lowest_rate, replicas_speed_up,
         cost_ratio_most_to_fewest, table_value, table_share_pct, percentile_us, tail_ratio, share_slower_pct,
