@@ -34,6 +34,17 @@ def follow(api: RecordedAPI, handle, tmp_path) -> ObjectWatch:
     return follower
 
 
+def follow_until(done: threading.Event, api: RecordedAPI, handle, tmp_path, caplog) -> ObjectWatch:
+    """Follow the pods until the handler sets `done` (at most 10 s), capturing the watch's log; then stop."""
+    with caplog.at_level(logging.WARNING, logger="servelab.backends.kube_watch"):
+        follower = follow(api, handle, tmp_path)
+        try:
+            assert done.wait(10)
+        finally:
+            follower.stop()
+    return follower
+
+
 def test_a_failing_handler_is_logged_each_time_with_its_traceback_and_relists_back_off(api, tmp_path, caplog,
                                                                                       monkeypatch):
     monkeypatch.setattr(kube_watch, "BACKOFF_FIRST_S", 0.2)
@@ -49,12 +60,7 @@ def test_a_failing_handler_is_logged_each_time_with_its_traceback_and_relists_ba
         if len(handled) == 3:
             done.set()
 
-    with caplog.at_level(logging.WARNING, logger="servelab.backends.kube_watch"):
-        follower = follow(api, handle, tmp_path)
-        try:
-            assert done.wait(10)
-        finally:
-            follower.stop()
+    follower = follow_until(done, api, handle, tmp_path, caplog)
 
     records = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(records) == 2
@@ -82,12 +88,7 @@ def test_a_broken_watch_resumes_from_the_last_version_without_relisting(api, tmp
         if kind == "DELETED":
             done.set()
 
-    with caplog.at_level(logging.WARNING, logger="servelab.backends.kube_watch"):
-        follower = follow(api, handle, tmp_path)
-        try:
-            assert done.wait(10)
-        finally:
-            follower.stop()
+    follower = follow_until(done, api, handle, tmp_path, caplog)
     watches = [s.query for s in api.requests("GET", PODS) if s.query.get("watch") == "true"]
     assert [w["resourceVersion"] for w in watches[:2]] == ["1200", "1200"]  # the same place, not a relist
     assert len([s for s in api.requests("GET", PODS) if "watch" not in s.query]) == 1
