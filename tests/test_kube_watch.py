@@ -88,7 +88,7 @@ def test_a_broken_watch_resumes_from_the_last_version_without_relisting(api, tmp
         if kind == "DELETED":
             done.set()
 
-    follower = follow_until(done, api, handle, tmp_path, caplog)
+    follow_until(done, api, handle, tmp_path, caplog)
     watches = [s.query for s in api.requests("GET", PODS) if s.query.get("watch") == "true"]
     assert [w["resourceVersion"] for w in watches[:2]] == ["1200", "1200"]  # the same place, not a relist
     assert len([s for s in api.requests("GET", PODS) if "watch" not in s.query]) == 1
