@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,7 @@ def per_core_locust(url: str, tmp: Path) -> list:
 
 
 @contextlib.contextmanager
-def apart(server_pid: int):
+def apart(server_pid: int) -> Iterator[None]:
     """The server on the first CPU, this process (and the tools it starts) on the others, for a while.
 
     Where the scheduler puts a client next to the server, the client's own work delays the

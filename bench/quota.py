@@ -24,6 +24,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -46,7 +47,7 @@ def tree_cpu_s(pid: int) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
 
-def window(pid: int, read_count, ladder: limits.Ladder) -> tuple[float, float, float | None]:
+def window(pid: int, read_count: Callable[[], float], ladder: limits.Ladder) -> tuple[float, float, float | None]:
     """(cores by psutil, cores by the rung's count, cores the userspace enforcer used) over SECONDS, after WARM_S."""
     time.sleep(WARM_S)
     enforcer = ladder.enforcer_pid

@@ -29,11 +29,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from bench import wrk
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from fastapi import FastAPI
+
+    from servelab.server.app import Receive, Send
+
+    App = Callable[[dict, Receive, Send], Awaitable[None]]  # an ASGI app, as uvicorn calls it
 
 BODY = b'{"instances": [[1.0, 2.0, 5.0]]}'
 PATH = "/v1/models/my-model:predict"
@@ -49,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # -- the yardsticks -----------------------------------------------------------------------
 
 
-def _session():
+def _session() -> ort.InferenceSession:
     import onnxruntime as ort
 
     from servelab.core import models
@@ -57,14 +67,14 @@ def _session():
     return ort.InferenceSession(str(models.path("tiny")), models.session_options(1), providers=["CPUExecutionProvider"])
 
 
-def floor_app():
+def floor_app() -> App:
     """The minimal ASGI + onnxruntime model server."""
     import numpy as np
     import orjson
 
     run = _session().run
 
-    async def app(scope, receive, send):
+    async def app(scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         message = await receive()
@@ -89,7 +99,7 @@ def floor_app():
     return app
 
 
-def fastapi_app():
+def fastapi_app() -> FastAPI:
     """A plain FastAPI predict handler, as tutorials write it."""
     import numpy as np
     from fastapi import FastAPI
@@ -105,7 +115,7 @@ def fastapi_app():
     async def ready() -> dict:
         return {}
 
-    async def predict(request):
+    async def predict(request: Request) -> dict:
         x = np.array(request.instances, dtype=np.float32)
         return {"predictions": run(None, {"x": x})[0].tolist()}
 
@@ -209,23 +219,23 @@ def _http_table() -> None:
           "   servelab is >= 0.6x. CPU/req: the server process's CPU time per answered request.)")
 
 
-def _rotations(labels: list[str]):
+def _rotations(labels: list[str]) -> Iterator[list[str]]:
     """Each label in every position in turn: drifting machine load and run order touch all alike."""
     for i in range(2 * len(labels)):
         k = i % len(labels)
         yield labels[k:] + labels[:k]
 
 
-def _cpu_us_per_request(app, n: int = 2000) -> float:
+def _cpu_us_per_request(app: App, n: int = 2000) -> float:
     """CPU time of one request through `app` as a plain ASGI call: the app's own cost, no HTTP."""
 
-    async def receive():
+    async def receive() -> dict:
         return {"type": "http.request", "body": BODY, "more_body": False}
 
-    async def send(message):
+    async def send(message: dict) -> None:
         pass
 
-    async def many():
+    async def many() -> None:
         for _ in range(n):
             await app(SCOPE, receive, send)
 
@@ -234,7 +244,7 @@ def _cpu_us_per_request(app, n: int = 2000) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
-def _app_only(apps: dict[str, tuple[object, list]]) -> dict[str, float]:
+def _app_only(apps: dict[str, tuple[App, list]]) -> dict[str, float]:
     """Best CPU us per request of each (app, patches), measured interleaved and rotated."""
     times: dict[str, list[float]] = {label: [] for label in apps}
     for order in _rotations(list(apps)):

@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+from typing import TYPE_CHECKING
 
 from bench import wrk
+
+if TYPE_CHECKING:
+    from servelab.server import ServerProcess
 
 BODY = b'{"instances": [[1.0, 2.0, 5.0]]}'
 MODEL = "large"
@@ -23,7 +27,7 @@ LOW_RATE, LOW_RATE_S = 20.0, 5.0
 ROUNDS = 3
 
 
-def _round(server, script: str) -> tuple[float, float]:
+def _round(server: ServerProcess, script: str) -> tuple[float, float]:
     """(requests/s at saturation, open-loop p50 in ms at LOW_RATE) for one running server."""
     from servelab import load
     from servelab.core.schedules import Constant

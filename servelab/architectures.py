@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,10 @@ from servelab import sim
 from servelab.core import cost, hpa
 from servelab.core.result import Result, percentile, percentile_per_window
 from servelab.core.schedules import Random, Schedule
+
+if TYPE_CHECKING:
+    from servelab.analysis.calibration import Capacity
+    from servelab.backends.base import Cluster
 
 DAY_S = 86400.0
 NIGHTLY_RUN_AT_H = 2.0  # the batch job runs at 02:00, when traffic is near its trough
@@ -117,7 +122,7 @@ def autoscaled(hpa_manifest: dict, sync_period_s: float) -> sim.Autoscaled:
     return sim.Autoscaled(hpa.HPASpec.from_manifest(hpa_manifest), sync_period_s=sync_period_s)
 
 
-def calibration_table(moderate: Result, capacity, service: sim.ServiceTimes, startup_s: float) -> pd.Series:
+def calibration_table(moderate: Result, capacity: Capacity, service: sim.ServiceTimes, startup_s: float) -> pd.Series:
     """What the simulator learned from the live calibration, beside one pod's capacity as this machine's
     calibration measured it (`servelab.analysis.calibration.Capacity`): the two capacities come from
     different measurements, and a reader should see both."""
@@ -218,8 +223,9 @@ def simulate_day(
                slo_ms, peak, len(arrivals), duration, notes)
 
 
-def _on_pods(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms, price,
-             startup_s, pod, window_s, seed, service) -> tuple[dict, pd.Series, pd.Series]:
+def _on_pods(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms: float,
+             price: cost.Price, startup_s: float, pod: sim.PodSize | None, window_s: float, seed: int,
+             service: sim.ServiceTimes) -> tuple[dict, pd.Series, pd.Series]:
     """One architecture's simulated day on pods: its row, its p95 and its pods per window."""
     deferred = np.random.default_rng(seed + 1).random(len(arrivals)) < arch.deferred_share
     online = sim.simulate(arrivals[~deferred], service, policy=arch.policy, startup_s=startup_s, pod=pod, seed=seed)
@@ -233,8 +239,8 @@ def _on_pods(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tu
     return _day_row(runs, duration, peak, slo_ms, price), p95_over_time(online, window_s, duration), pods
 
 
-def _on_devices(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms,
-                window_s, seed, **_) -> tuple[dict, pd.Series, pd.Series]:
+def _on_devices(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *,
+                slo_ms: float, window_s: float, seed: int, **_: object) -> tuple[dict, pd.Series, pd.Series]:
     """The day on the users' devices: each answer time drawn from the measured device run, no pods,
     and every prediction paying its share of a device."""
     latency_ms = np.random.default_rng(seed + 3).choice(arch.device.latency_s, len(arrivals)) * 1000
@@ -323,7 +329,8 @@ def compare_live(live: Result, predicted: Result, price: cost.Price, slo_ms: flo
     return table
 
 
-def prepare_live(cluster, policy: sim.Static | sim.Autoscaled, hpa_manifest: dict, timeout_s: float = 120) -> None:
+def prepare_live(cluster: Cluster, policy: sim.Static | sim.Autoscaled, hpa_manifest: dict,
+                 timeout_s: float = 120) -> None:
     """Set the model-serving Deployment up for `policy` and wait until it is steady: a static count
     with every pod Ready and none still terminating (it would be billed to the run), or the HPA
     applied and holding its minimum after its first measurement (a start-up burst can ask for more)."""

@@ -26,12 +26,19 @@ import concurrent.futures
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from servelab.backends import base
 from servelab.core import schedules
 from servelab.core.result import Result
 from servelab.load import runner
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Action = Callable[[], object]  # what an experiment does to the cluster mid-run; what it returns is not used
 
 DEPLOYMENT = "model-serving-deployment"
 FRACTION = 0.7  # of the measured capacity: near it, with room for the noise of a shared machine
@@ -119,7 +126,8 @@ def settle(cluster: base.Cluster, replicas: int, deployment: str = DEPLOYMENT, t
         time.sleep(0.1)
 
 
-def under_load(cluster: base.Cluster, rate: float, duration_s: float, at_s: float, action) -> tuple[Result, float]:
+def under_load(cluster: base.Cluster, rate: float, duration_s: float, at_s: float,
+               action: Action) -> tuple[Result, float]:
     """Open-loop load at `rate` for `duration_s`; `action()` runs about `at_s` into it.
 
     Returns the run and the wall-clock time `action` ran at, in seconds on the run's own clock
@@ -134,8 +142,9 @@ def under_load(cluster: base.Cluster, rate: float, duration_s: float, at_s: floa
     return result, acted_unix - result.meta["clock_unix_s"]
 
 
-def near_capacity(cluster: base.Cluster, counts: tuple[int, ...], act, fraction: float = FRACTION,
-                  duration_s: float = 12.0, deployment: str = DEPLOYMENT, attempts: int = 3):
+def near_capacity(cluster: base.Cluster, counts: tuple[int, ...], act: Callable[[], Action], fraction: float = FRACTION,
+                  duration_s: float = 12.0, deployment: str = DEPLOYMENT,
+                  attempts: int = 3) -> tuple[float, Result, float, int]:
     """Measure the capacity with each of `counts` replicas (the last is the count the run starts
     with), then run at `fraction` of the lowest, with the action `act()` returns run a third of the
     way in. Returns (capacity, run, when the action ran on the run's clock, attempts).
@@ -151,7 +160,7 @@ def near_capacity(cluster: base.Cluster, counts: tuple[int, ...], act, fraction:
     raise AssertionError("unreachable: the last attempt returns")
 
 
-def _failed_before(frame, at_s: float) -> int:
+def _failed_before(frame: pd.DataFrame, at_s: float) -> int:
     return int((~frame[frame.sent_s < at_s].status.between(200, 299)).sum())
 
 
@@ -171,7 +180,7 @@ def kill(cluster: base.Cluster, replicas: int = 4, fraction: float = FRACTION, d
     """SIGKILL one of `replicas` pods a third of the way into a run near the capacity of all and of the rest."""
     victims = []
 
-    def act():
+    def act() -> Action:
         victims.append(cluster.pods()[0])
         return lambda: os.kill(victims[-1].pid, signal.SIGKILL)
 

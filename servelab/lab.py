@@ -15,9 +15,10 @@ import atexit
 import os
 import platform
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 import psutil
@@ -25,6 +26,9 @@ import psutil
 import servelab
 
 if TYPE_CHECKING:
+    from servelab.analysis.calibration import Capacity
+    from servelab.analysis.findings import Finding
+    from servelab.backends.base import Cluster
     from servelab.server import ServerProcess
 
 QUICK = os.environ.get("SERVELAB_QUICK") == "1"
@@ -36,6 +40,7 @@ FIT_ABOVE, FIT_TO = 0.7, 0.55
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
 
 _open: list[Any] = []
+Closable = TypeVar("Closable")  # whatever `track` is given, with close() or stop()
 
 
 class Multiple:
@@ -93,7 +98,7 @@ def params(*, quick: dict[str, Any], full: dict[str, Any], recalibrate: bool = F
     return SimpleNamespace(**resolved, capacity=measured)
 
 
-def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
+def _calibrate(chosen: dict[str, Any], again: bool, fit: bool) -> Capacity:
     from servelab.analysis.calibration import calibrate
     from servelab.backends.local.pod_size import (
         CPU_SCALE_VARIABLE,
@@ -129,7 +134,7 @@ def _calibrate(chosen: dict[str, Any], again: bool, fit: bool):
     return measured
 
 
-def _multiples(values) -> list[float]:
+def _multiples(values: Iterable[object]) -> list[float]:
     """Every multiple of the capacity among a lab's parameters (lists and tuples too)."""
     found: list[float] = []
     for value in values:
@@ -153,7 +158,7 @@ def _resolve(value: Any, rate: float) -> Any:
     return value
 
 
-def track(thing: Any) -> Any:
+def track(thing: Closable) -> Closable:
     """Remember something with close() or stop() so `cleanup()` ends it; returns it unchanged."""
     if not (hasattr(thing, "close") or hasattr(thing, "stop")):
         raise TypeError(f"{type(thing).__name__} has neither close() nor stop(); nothing to clean up")
@@ -177,7 +182,7 @@ def cleanup() -> None:
 atexit.register(cleanup)
 
 
-def connect(*, service_port: int | None = None, **kwargs: Any):
+def connect(*, service_port: int | None = None, **kwargs: Any) -> Cluster:
     """`servelab.connect()`, closed by `cleanup()` (it honours $SERVELAB_BACKEND=local|kube).
 
     `service_port` is where the local backend's Services listen (0: any free port, so a test run
@@ -194,7 +199,7 @@ def connect(*, service_port: int | None = None, **kwargs: Any):
     return cluster
 
 
-def _define_kubectl_magic(cluster) -> None:
+def _define_kubectl_magic(cluster: Cluster) -> None:
     try:
         from IPython import get_ipython
     except ImportError:
@@ -209,7 +214,7 @@ def _define_kubectl_magic(cluster) -> None:
     shell.register_magic_function(kubectl, magic_kind="line", magic_name="kubectl")
 
 
-def environment(cluster) -> pd.DataFrame:
+def environment(cluster: Cluster) -> pd.DataFrame:
     """What the labs run on: one row per fact, with why it matters for the numbers you will see."""
     meta = cluster.run_metadata()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -265,7 +270,7 @@ def cannot_show(id: str, claim: str, why: str) -> bool:
     return report(Finding(id, claim, False, "", cannot=why))
 
 
-def report(found) -> bool:
+def report(found: Finding) -> bool:
     """Print a finding (servelab.analysis.findings.Finding) and record it; returns whether it holds."""
     from servelab.quiz.computed import results_root
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,11 @@ from servelab import limits
 from servelab.core import processes, repo
 from servelab.core.manifests import container
 from servelab.limits.slower_cpu import SlowerCpu
+
+if TYPE_CHECKING:
+    from servelab.backends.base import Cluster
+    from servelab.core.cost import Device, PodUsage, Price
+    from servelab.core.result import Result
 
 BATCH_JOB_FILE = "cluster/batch-scoring-job.yaml"
 SERVICE_FILE = "cluster/model-serving-service.yaml"
@@ -129,7 +135,7 @@ def _held_note(held: limits.Held, cpu: float | None, ladder: limits.Ladder) -> t
     return held.rung, f"held to {cpu:g} CPU by the {held.rung} rung, as a pod's limit would be: {limits.MEANING[held.rung]}"
 
 
-def job_pod(manifest: dict, run: ProcessRun):
+def job_pod(manifest: dict, run: ProcessRun) -> PodUsage:
     """The Job's pod as `cost.PodUsage`: its requests, for the time it ran, and the CPU it used."""
     from servelab.core import cost
     from servelab.core.manifests import cpu_cores, memory_bytes
@@ -207,7 +213,7 @@ def region_service(name: str, round_trip_ms: float, jitter_ms: float = 0.0, *, p
     return manifest
 
 
-def serve_from_afar(cluster, name: str, round_trip_ms: float, jitter_ms: float = 0.0, *, port: int) -> str:
+def serve_from_afar(cluster: Cluster, name: str, round_trip_ms: float, jitter_ms: float = 0.0, *, port: int) -> str:
     """Apply `region_service` and return its URL. A local cluster that puts every Service on one port
     (`lab.connect(service_port=8501)`) puts this one on a free port instead, beside the lesson's; on
     kube the Service is created but adds no round trip, and this says so."""
@@ -225,7 +231,8 @@ def serve_from_afar(cluster, name: str, round_trip_ms: float, jitter_ms: float =
     return cluster.service_url(name)
 
 
-def serving_ways(online: dict, job: ProcessRun, job_pod_usage, edge: EdgeRun, price, device, per_day: float) -> pd.DataFrame:
+def serving_ways(online: dict[str, Result], job: ProcessRun, job_pod_usage: PodUsage, edge: EdgeRun, price: Price,
+                 device: Device, per_day: float) -> pd.DataFrame:
     """The same predictions served online, by a batch Job and on a device: latency, throughput and cost.
 
     `online` maps a name to a load run through a Service, nearest first ("same hop", "near region",
@@ -250,7 +257,7 @@ def serving_ways(online: dict, job: ProcessRun, job_pod_usage, edge: EdgeRun, pr
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _online_row(run, price) -> dict:
+def _online_row(run: Result, price: Price) -> dict:
     """An online run's row: its latency, the round trip its Service added (NaN where the backend
     does not record one) and its replicas' cost."""
     from servelab.core import cost
@@ -264,7 +271,7 @@ def _online_row(run, price) -> dict:
             "who pays for what": "the replica's requests, for the whole run"}
 
 
-def _edge_row(edge: EdgeRun, device, per_day: float) -> dict:
+def _edge_row(edge: EdgeRun, device: Device, per_day: float) -> dict:
     """The device's row: each prediction's time in-process, and its share of the device's price."""
     ms = edge.seconds * 1000
     per_million = device.per_million(per_day)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ from servelab import sim
 from servelab.core import cost, schedules
 from servelab.core.result import Result
 from servelab.load import runner
+
+if TYPE_CHECKING:
+    from servelab.backends.base import Cluster
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.75)  # of one-replica capacity: the issue's target is below 0.8
 DRIFT_WARN = 0.15  # capacity measured after the live run differing by more than this: the machine changed
@@ -144,7 +148,7 @@ class Validation:
 
 
 def against_live(
-    cluster,
+    cluster: Cluster,
     *,
     fractions: tuple[float, ...] = FRACTIONS,
     step_s: float = 30.0,
@@ -213,7 +217,7 @@ def _pod_size(run: Result) -> sim.PodSize:
     )
 
 
-def _measure(cluster, url: str, schedule: schedules.Schedule, progress: bool | None, seed: int) -> Result:
+def _measure(cluster: Cluster, url: str, schedule: schedules.Schedule, progress: bool | None, seed: int) -> Result:
     """An open-loop run, its pods clipped to the run and put on its clock (0 = the first intended send).
 
     Without the clip, the pods' timeline would span the cluster's whole life, calibration included.

@@ -137,8 +137,10 @@ def learner_python(user: str = "learner") -> tuple[str, str]:
 
 def as_user(user: str, python: str, args: list[str], env: dict[str, str]) -> list[str]:
     """argv running `python args` as `user`, with this checkout and its packages importable, `env`
-    set and SERVELAB_LIMITS unset (the user gets the ladder the machine gives it)."""
+    set and SERVELAB_LIMITS unset (the user gets the ladder the machine gives it). A PYTHONPATH in
+    `env` comes after the checkout's and the packages'."""
     root = Path(__file__).resolve().parents[1]
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    assignments = [f"{k}={v}" for k, v in {"PYTHONPATH": f"{root}{os.pathsep}{site}", **env}.items()]
+    paths = os.pathsep.join(filter(None, [str(root), site, env.get("PYTHONPATH")]))
+    assignments = [f"{k}={v}" for k, v in {**env, "PYTHONPATH": paths}.items()]
     return ["runuser", "-u", user, "--", "env", "-u", "SERVELAB_LIMITS", *assignments, python, *args]

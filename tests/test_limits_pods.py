@@ -88,8 +88,7 @@ def test_with_no_rung_limits_are_reported_unenforced_and_cpu_still_measured(monk
 
 
 LEARNER_RUN = textwrap.dedent("""
-    import json, sys
-    sys.path.insert(0, {tests!r})
+    import json
     from local_fixtures import closed_loop, deployment
     from servelab.backends.local import LocalCluster
     with LocalCluster(service_port=0) as cluster:
@@ -117,8 +116,10 @@ def test_an_unprivileged_user_gets_its_pods_held_without_root():
         shutil.chown(home, "learner")
         for path in home.rglob("*"):
             shutil.chown(path, "learner")
-        script = LEARNER_RUN.format(tests=str(Path(__file__).parent), args=ARGS, body=BODY)
-        argv = as_user("learner", python, ["-c", script], {"HOME": str(home), "SERVELAB_CACHE": str(home / "models")})
+        script = LEARNER_RUN.format(args=ARGS, body=BODY)
+        # The script is not run by pytest: local_fixtures imports through the tests folder on its PYTHONPATH.
+        argv = as_user("learner", python, ["-c", script], {"HOME": str(home), "SERVELAB_CACHE": str(home / "models"),
+                                                           "PYTHONPATH": str(Path(__file__).parent)})
         run = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=home)
     finally:
         shutil.rmtree(home, ignore_errors=True)

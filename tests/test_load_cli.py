@@ -50,7 +50,7 @@ def test_missing_flags_are_named(argv, message):
         schedule_from_args(parse(*argv))
 
 
-def test_servelab_load_prints_a_table_and_saves(servelab_server, tmp_path, capsys):  # noqa: F811
+def test_servelab_load_prints_a_table_and_saves(servelab_server, tmp_path, capsys):
     """Must-show 5 (shortened to 2 s here; the 10 s run's figures are in the report)."""
     code = cli.main(["load", "--url", servelab_server.predict_url, "--rate", "200", "--duration", "2s",
                      "--save", str(tmp_path / "run"), "--quiet"])

@@ -13,7 +13,7 @@ def ep(base: str, name: str) -> str:
     return f"{base}/{name}/v1/models/m:predict"
 
 
-def test_5xx_are_failures_with_their_status_and_body(fixture_url):  # noqa: F811
+def test_5xx_are_failures_with_their_status_and_body(fixture_url):
     result = load.run(ep(fixture_url, "flaky"), load.Constant(60, 1), progress=False)
     frame, s = result.frame, result.summary()
     assert len(frame) == 60  # every scheduled request is a row
@@ -23,7 +23,7 @@ def test_5xx_are_failures_with_their_status_and_body(fixture_url):  # noqa: F811
     assert failed["replica"].isna().all()  # the 500s carry no replica header
 
 
-def test_timeouts_are_failures_with_status_0_and_say_so(fixture_url):  # noqa: F811
+def test_timeouts_are_failures_with_status_0_and_say_so(fixture_url):
     result = load.run(ep(fixture_url, "slow"), load.Constant(20, 0.5), timeout=0.3, progress=False)
     frame = result.frame
     assert len(frame) == 10 and (frame["status"] == 0).all()
@@ -32,7 +32,7 @@ def test_timeouts_are_failures_with_status_0_and_say_so(fixture_url):  # noqa: F
     assert result.summary()["errors_by_status"] == {0: 10}
 
 
-def test_dropped_connections_are_failures_with_the_error_text(fixture_url):  # noqa: F811
+def test_dropped_connections_are_failures_with_the_error_text(fixture_url):
     result = load.run(ep(fixture_url, "drop"), load.Constant(20, 0.5), progress=False)
     frame = result.frame
     assert len(frame) == 10 and (frame["status"] == 0).all()
@@ -50,7 +50,7 @@ def test_refused_connection_is_recorded_not_raised():
     assert result.frame["error"].str.contains("Connect", case=False).all()
 
 
-def test_ok_responses_record_replica_bytes_and_model_time(fixture_url):  # noqa: F811
+def test_ok_responses_record_replica_bytes_and_model_time(fixture_url):
     frame = load.run(ep(fixture_url, "ok"), load.Constant(50, 0.4), progress=False).frame
     assert (frame["status"] == 200).all()
     assert (frame["replica"] == "fixture-0").all()
@@ -60,7 +60,7 @@ def test_ok_responses_record_replica_bytes_and_model_time(fixture_url):  # noqa:
     assert (frame["latency_s"] >= frame["service_s"]).all()  # latency counts from the intended time
 
 
-def test_max_inflight_refusals_are_recorded_failures(fixture_url):  # noqa: F811
+def test_max_inflight_refusals_are_recorded_failures(fixture_url):
     result = load.run(ep(fixture_url, "slow"), load.Constant(40, 0.5), timeout=0.3, max_inflight=4, progress=False)
     s = result.summary()
     refused = result.frame["error"].str.startswith("not sent:", na=False)
@@ -69,7 +69,7 @@ def test_max_inflight_refusals_are_recorded_failures(fixture_url):  # noqa: F811
     assert any("were not sent because max_inflight=4" in w for w in s["warnings"])
 
 
-def test_closed_loop_users_wait_for_each_answer(fixture_url):  # noqa: F811
+def test_closed_loop_users_wait_for_each_answer(fixture_url):
     result = load.run_closed(ep(fixture_url, "ok"), users=2, duration=0.5, think_time=0.05, progress=False)
     frame = result.frame
     assert result.meta["mode"] == "closed" and result.meta["users"] == 2 and result.meta["pacing"] is None
@@ -87,7 +87,7 @@ def test_server_timing_infer_duration(header, ms):
     assert _infer_ms(header) == ms
 
 
-def test_cluster_metadata_and_caller_meta_are_merged(fixture_url):  # noqa: F811
+def test_cluster_metadata_and_caller_meta_are_merged(fixture_url):
     class FakeCluster:
         windows: list[tuple[float, float]] = []
 

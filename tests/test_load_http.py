@@ -276,7 +276,7 @@ def test_refused_and_unsupported_urls():
         run(https)
 
 
-def test_against_the_servelab_server(servelab_server):  # noqa: F811
+def test_against_the_servelab_server(servelab_server):
     responses = run(posts, servelab_server.predict_url, 50, 4, 10.0, True)
     assert {r.status for r in responses} == {200}
     assert all(r.replica and "infer;dur=" in r.server_timing and b"predictions" in r.head for r in responses)

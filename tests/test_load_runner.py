@@ -37,7 +37,7 @@ def test_auto_workers_follow_the_busiest_second(monkeypatch):
     assert auto_workers(load.Constant(10_000, 1).send_times()) == 4
 
 
-def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):  # noqa: F811
+def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):
     """Must-show 1: achieved within 2% of offered, 0 errors, lag p99 < 2 ms (asserted: 5%, 20 ms).
 
     Other programs share these 2 cores, so a second process keeps the same schedule without
@@ -66,7 +66,7 @@ def test_open_loop_500_per_s_for_10_s_keeps_up(servelab_server):  # noqa: F811
     assert result.frame["replica"].notna().all() and result.frame["infer_s"].notna().all()
 
 
-def test_oip_protocol_against_the_server(servelab_server):  # noqa: F811
+def test_oip_protocol_against_the_server(servelab_server):
     result = load.run(servelab_server.url, load.Constant(50, 0.4), protocol="oip", progress=False)
     assert result.meta["url"].endswith("/v2/models/my-model/infer")
     assert result.summary()["errors"] == 0 and (result.frame["bytes"] > 0).all()
@@ -84,7 +84,7 @@ def test_coordinated_omission_open_loop_sees_the_stalls_closed_loop_hides_them()
     assert open_["p99"] >= 5 * closed["p99"]  # ... and mostly missing from the closed-loop one
 
 
-def test_worker_processes_share_one_schedule(fixture_url):  # noqa: F811
+def test_worker_processes_share_one_schedule(fixture_url):
     """Two generator processes take interleaved shares and the merged result is one schedule."""
     schedule = load.Constant(200, 1)
     result = load.run(f"{fixture_url}/ok/v1/models/m:predict", schedule, workers=2, progress=False)

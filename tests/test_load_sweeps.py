@@ -5,7 +5,7 @@ from servelab import load
 from servelab.load import Sweep
 
 
-def test_sweep_runs_each_rate_and_tabulates(fixture_url, tmp_path):  # noqa: F811
+def test_sweep_runs_each_rate_and_tabulates(fixture_url, tmp_path):
     results = load.sweep(f"{fixture_url}/ok/v1/models/m:predict", rates=[20, 60], duration=0.5, arrivals="even",
                          progress=False)
     table = results.summary()
@@ -17,7 +17,7 @@ def test_sweep_runs_each_rate_and_tabulates(fixture_url, tmp_path):  # noqa: F81
     assert again.summary()["ok"].tolist() == [10, 30]
 
 
-def test_sweep_sends_random_arrivals_by_default_indexed_by_the_planned_rate(fixture_url):  # noqa: F811
+def test_sweep_sends_random_arrivals_by_default_indexed_by_the_planned_rate(fixture_url):
     results = load.sweep(f"{fixture_url}/ok/v1/models/m:predict", rates=[200, 400], duration=1.0, progress=False)
     table = results.summary()
     assert list(table.index) == [200.0, 400.0]

@@ -34,7 +34,7 @@ def class_grader(grader, tmp_path, monkeypatch):
     return process, tokens
 
 
-def test_show_and_submit_go_through_the_service(class_grader, results_root, capsys):  # noqa: F811
+def test_show_and_submit_go_through_the_service(class_grader, results_root, capsys):
     quiz.show("03")
     assert '6. [hard]\n' in capsys.readouterr().out
     answers = {"q1": "C", "q6": P95_AT_100_MS + 1.0, "q5": 150}

@@ -37,7 +37,7 @@ def test_a_figure_of_one_run_is_the_learners_own_summary(tmp_path):
     assert computed.summary_value(run, "p95") == pytest.approx(np.percentile(np.linspace(10, 30, 200), 95), rel=1e-3)
 
 
-def test_highest_rate_within_slo_is_read_as_the_lab_reads_its_table(results_root):  # noqa: F811
+def test_highest_rate_within_slo_is_read_as_the_lab_reads_its_table(results_root):
     sweep = results_root / "03-load" / "sweep"
     # 200 req/s has p95 under the SLO but one failed request, so 100 req/s is the answer.
     assert computed.max_rate_under_slo(sweep, SLO_MS) == pytest.approx(100.0)
@@ -45,7 +45,7 @@ def test_highest_rate_within_slo_is_read_as_the_lab_reads_its_table(results_root
     assert computed.p95_ms_at_highest_rate_under_slo(sweep, SLO_MS) == pytest.approx(P95_AT_100_MS, rel=1e-3)
 
 
-def test_what_the_top_rate_achieved_and_what_low_traffic_costs(results_root):  # noqa: F811
+def test_what_the_top_rate_achieved_and_what_low_traffic_costs(results_root):
     sweep = results_root / "03-load" / "sweep"
     table = Sweep.load(sweep).summary()
     assert computed.achieved_rate_at_top_rate(sweep) == table.loc[400, "achieved_rate"] < 400
@@ -93,7 +93,7 @@ def test_saved_latencies_and_tables(tmp_path):
     # tolerance rel 0.05 (about 1.45 ms at 29 ms) or abs 0.5 ms, whichever is wider
     [(0.0, True), (0.0499, True), (0.0501, False), (-0.0499, True), (-0.0501, False)],
 )
-def test_computed_question_is_graded_at_the_tolerance_boundary(results_root, offset, correct):  # noqa: F811
+def test_computed_question_is_graded_at_the_tolerance_boundary(results_root, offset, correct):
     quiz = banks.load("03-load", BANKS)
     [q] = [q for q in quiz.questions if q.kind == "computed" and q.compute["function"] == "p95_ms_at_highest_rate_under_slo"]
     values, _ = computed_keys(quiz, results_root)

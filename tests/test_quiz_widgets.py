@@ -87,7 +87,7 @@ def test_widgets_check_gives_verdict_steps_hint_and_mistakes(monkeypatch):
     assert "<b>10.</b>" in prompt and "p10" not in prompt and "accepted exactly" in prompt
 
 
-def test_computed_question_checks_against_the_learners_run(monkeypatch, results_root):  # noqa: F811
+def test_computed_question_checks_against_the_learners_run(monkeypatch, results_root):
     view = _view(monkeypatch, "03-load", results_root)
     view._inputs["q6"].value = str(P95_AT_100_MS)
     assert "Correct." in _click(view, "q6")

@@ -34,11 +34,16 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from servelab.backends.local.node import allocatable
+
+if TYPE_CHECKING:
+    from servelab.backends.base import Cluster
 
 FIRST_FRACTION = 0.6  # of the CPU bound: the first open-loop step
 STEP_UP, STEP_DOWN = 1.25, 0.7
@@ -100,7 +105,7 @@ class Capacity:
         leaving `MACHINE_HEADROOM`'s complement of the cores to the notebook and the rest."""
         return MACHINE_HEADROOM * self.cores / (self.machine_cpu_ms / 1000)
 
-    def rates(self, multiples) -> list[float]:
+    def rates(self, multiples: Iterable[float]) -> list[float]:
         """Requests/s for multiples of the capacity, rounded to whole requests per second."""
         return [max(1.0, float(round(m * self.rate))) for m in multiples]
 
@@ -184,7 +189,7 @@ def measure(model: str, slo_ms: float, *, quick: bool, progress: bool = True) ->
     return dataclasses.replace(capacity, seconds=time.monotonic() - started)
 
 
-def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress: bool) -> Capacity:
+def _probe(cluster: Cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress: bool) -> Capacity:
     from servelab import load
 
     load.run(url, load.Constant(20, sizes.warm_s), progress=False)  # a new pod's first answers are slow
@@ -212,7 +217,7 @@ def _probe(cluster, url: str, model: str, slo_ms: float, sizes: Sizes, progress:
         cores=allocatable().cpu_cores, backend=cluster.backend, seconds=0.0, steps=steps)
 
 
-def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:
+def _steps(cluster: Cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:
     """Open-loop Poisson steps until the SLO is bracketed (up by STEP_UP while steps meet it, down by
     STEP_DOWN while they miss it), then `sizes.refine` steps at the geometric middle of the bracket."""
     from tqdm.auto import tqdm
@@ -237,7 +242,7 @@ def _steps(cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progres
     return pd.DataFrame(rows)
 
 
-def _step(cluster, url: str, rate: float, slo_ms: float, seconds: float, seed: int) -> dict:
+def _step(cluster: Cluster, url: str, rate: float, slo_ms: float, seconds: float, seed: int) -> dict:
     """One open-loop Poisson step at `rate`: its p95 and failures, and what a request cost each process."""
     from servelab import load
 
@@ -253,7 +258,7 @@ def _step(cluster, url: str, rate: float, slo_ms: float, seconds: float, seed: i
             "generator_cpu_ms": summary["client_cpu"] * run.duration_s * per_request}
 
 
-def _pod_cpu_s(cluster) -> float:
+def _pod_cpu_s(cluster: Cluster) -> float:
     """CPU seconds all pods have used so far, read now (the counters the HPA and cost read)."""
     return sum(pod.cpu_used_core_s or 0.0 for pod in cluster.pods())
 

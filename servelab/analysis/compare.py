@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -10,16 +10,20 @@ from servelab.analysis.findings import Finding
 from servelab.core import cost
 from servelab.core.result import percentile
 
+if TYPE_CHECKING:
+    from servelab.core.result import Result
+
 HOURS_PER_MONTH = 730  # 8760 hours in a year / 12, the figure cloud price pages use
 
 
-def compare_runs(runs: dict[str, Any]) -> pd.DataFrame:
+def compare_runs(runs: dict[str, Result]) -> pd.DataFrame:
     """Load runs side by side: requests, rates, percentiles (ms) and errors, one row per run."""
     keys = ["requests", "achieved_rate", "p50", "p95", "p99", "max", "errors"]
     return pd.DataFrame({name: {k: run.summary()[k] for k in keys} for name, run in runs.items()}).T.round(2)
 
 
-def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_ms: float) -> pd.DataFrame:
+def step_comparison(runs: dict[str, Result], price: cost.Price, peak: tuple[float, float],
+                    slo_ms: float) -> pd.DataFrame:
     """One row per run of the same step: p95 overall and in the peak, failures, late share, pods, $/1M, idle."""
     late_column = f"over {slo_ms:g} ms or failed (%)"
     rows = {}
@@ -40,7 +44,7 @@ def step_comparison(runs: dict[str, Any], price, peak: tuple[float, float], slo_
     return pd.DataFrame(rows).T
 
 
-def latency_and_cost(runs: dict[str, Any], price, slo_ms: float | None = None) -> pd.DataFrame:
+def latency_and_cost(runs: dict[str, Result], price: cost.Price, slo_ms: float | None = None) -> pd.DataFrame:
     """Load runs through a cluster side by side: the pod's CPU request, p50/p95, failures and cost; with
     `slo_ms`, also the share of requests over it or failed (the share users noticed)."""
     rows = {}
@@ -55,7 +59,7 @@ def latency_and_cost(runs: dict[str, Any], price, slo_ms: float | None = None) -
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def pod_cost_table(pods: list[dict], price) -> pd.DataFrame:
+def pod_cost_table(pods: list[dict], price: cost.Price) -> pd.DataFrame:
     """Per pod (run_metadata()["pods"]): life so far, CPU used, dollars so far, per hour and per month.
 
     Cost follows servelab.core.cost (max(request, usage) x hours x price), so a pod that serves

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from servelab.core.result import percentile
+from servelab.core.result import Result, percentile
 
 MIN_RATIO = 2.0  # a "slower"/"costlier" claim needs at least this ratio, whatever the noise
 WINDOWS = 4  # a run's p95 is also taken over this many equal windows, to see its own spread
@@ -57,7 +57,7 @@ def read(path: Path) -> dict[str, Finding]:
     return {f.id: f for f in found}
 
 
-def window_p95(result, windows: int = WINDOWS) -> np.ndarray:
+def window_p95(result: Result, windows: int = WINDOWS) -> np.ndarray:
     """p95 (ms) of a run's successful requests in each of `windows` equal slices of its schedule."""
     frame = result.frame[result.ok]
     if frame.empty:
@@ -68,13 +68,13 @@ def window_p95(result, windows: int = WINDOWS) -> np.ndarray:
     return np.array([percentile(latency[slices == i], 95) for i in range(windows) if (slices == i).any()])
 
 
-def spread(*results) -> float:
+def spread(*results: Result) -> float:
     """The largest ratio between two windows' p95 within any one of `results`: the runs' own noise."""
     ratios = [np.nanmax(w) / np.nanmin(w) for w in (window_p95(r) for r in results) if np.nanmin(w) > 0]
     return float(max(ratios, default=1.0))
 
 
-def ratio_threshold(*results) -> float:
+def ratio_threshold(*results: Result) -> float:
     """How many times larger one figure must be than another to count: MIN_RATIO or the runs' spread."""
     return max(MIN_RATIO, spread(*results))
 

@@ -5,12 +5,15 @@ served at its busiest, where the machine's cores ran out, and the lesson's two s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from servelab.analysis.calibration import Capacity
 from servelab.analysis.findings import Finding, ratio_threshold
+
+if TYPE_CHECKING:
+    from servelab.load.rate_sweep import Sweep
 
 LATE_GAP = 2.0  # one pod's late share must be at least this many times the most pods' ...
 LATE_MIN = 0.10  # ... and at least this share of all requests higher
@@ -47,14 +50,14 @@ def plan(capacity: Capacity, counts: list[int], rates: list[float]) -> Plan:
     return Plan(fit, kept, notes)
 
 
-def scaling_table(sweeps: dict[int, Any]) -> pd.DataFrame:
+def scaling_table(sweeps: dict[int, Sweep]) -> pd.DataFrame:
     """For each replica count, its busiest run: what it served, the CPU its pods and the generator used,
     its speed-up over the fewest replicas, and the perfect speed-up to compare with.
 
     Pods' CPU is their measured CPU seconds over the window they were alive in that run; their
     limit is the one the backend ran them with (the run's metadata).
     """
-    def busiest(sweep) -> dict[str, float]:
+    def busiest(sweep: Sweep) -> dict[str, float]:
         result = max(sweep, key=lambda r: r.summary()["achieved_rate"])
         pods = result.meta["pods"]
         window = max(pod["end_s"] for pod in pods) - min(pod["start_s"] for pod in pods)
@@ -77,7 +80,7 @@ def price_per_hour(costs: pd.DataFrame) -> pd.Series:
     return costs.groupby(level="replicas")["$ per hour"].median()
 
 
-def few_and_many(sweeps: dict[int, Any], costs: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
+def few_and_many(sweeps: dict[int, Sweep], costs: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
     """The fewest and the most replicas at the highest and the lowest offered rate, side by side:
     p95, failures, the share late or failed, $ per hour, $ per 1M predictions and idle share (the
     lesson's two scaling mistakes)."""
@@ -95,7 +98,7 @@ def few_and_many(sweeps: dict[int, Any], costs: pd.DataFrame, slo_ms: float) -> 
     return pd.DataFrame(rows).T
 
 
-def one_pod_overloaded(sweeps: dict[int, Any], slo_ms: float) -> Finding:
+def one_pod_overloaded(sweeps: dict[int, Sweep], slo_ms: float) -> Finding:
     """Lab 04: at the top rate one pod leaves far more requests late or failed than the most pods.
 
     Threshold: one pod's share late or failed is at least LATE_GAP times the most pods' and at
@@ -113,7 +116,7 @@ def one_pod_overloaded(sweeps: dict[int, Any], slo_ms: float) -> Finding:
                    "parameters cell with recalibrate=True), or it overloaded the machine for every count (section 4).")
 
 
-def many_pods_idle(sweeps: dict[int, Any], costs: pd.DataFrame) -> Finding:
+def many_pods_idle(sweeps: dict[int, Sweep], costs: pd.DataFrame) -> Finding:
     """Lab 04: at the lowest rate the most pods cost about as many times more per prediction as there are
     more of them, and answer no faster.
 

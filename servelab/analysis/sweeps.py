@@ -4,9 +4,16 @@ an SLO, what each rate cost, and whether the run showed what lab 03 expects of o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from servelab.analysis.findings import Finding
+
+if TYPE_CHECKING:
+    from servelab.core.cost import Price
+    from servelab.core.result import Result
+    from servelab.load.rate_sweep import Sweep
 
 SATURATION_FACTOR = 2.0  # p95 this many times its floor counts as "turned up"
 BELOW = 0.7  # multiples of capacity a pod must serve within the SLO
@@ -31,7 +38,7 @@ def max_rate_within_slo(table: pd.DataFrame, slo_ms: float) -> float:
     return float(meets.index.max()) if len(meets) else 0.0
 
 
-def cost_by_rate(sweep, price=None) -> pd.DataFrame:
+def cost_by_rate(sweep: Sweep, price: Price | None = None) -> pd.DataFrame:
     """What each run of a sweep cost (servelab.core.cost, from the pods the cluster recorded), by offered rate."""
     from servelab.core import cost
 
@@ -69,7 +76,7 @@ def saturates_near_capacity(table: pd.DataFrame, capacity_rps: float, slo_ms: fl
                    "stopped): run the parameters cell with recalibrate=True, then the sweep again.")
 
 
-def hides_stalls(open_run, closed_run, stall_s: float) -> Finding:
+def hides_stalls(open_run: Result, closed_run: Result, stall_s: float) -> Finding:
     """Lab 03: under the same stalls, the open loop's p99 is far above the closed loop's.
 
     Threshold: the open loop's p99 reaches a quarter of a stall, and is at least 5x the closed loop's.

@@ -4,11 +4,17 @@ a big pod at low and at high traffic. Each returns a `Finding` with the threshol
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from servelab.analysis.findings import MIN_RATIO, Finding, ratio_threshold
 from servelab.analysis.replicas import LATE_GAP, LATE_MIN
 from servelab.analysis.sweeps import max_rate_within_slo
+
+if TYPE_CHECKING:
+    from servelab.core.result import Result
+    from servelab.load.rate_sweep import Sweep
 
 RATE_GAIN = 1.3  # batching must hold the SLO at a rate at least this many times the plain server's
 
@@ -47,7 +53,7 @@ def batch_cheapest(ways: pd.DataFrame, batch: str, online: str) -> Finding:
                    "The Job scored too few rows for its start-up to be shared: raise `online_s`.")
 
 
-def batching_trades(plain, batched, slo_ms: float, max_delay_ms: float) -> list[Finding]:
+def batching_trades(plain: Sweep, batched: Sweep, slo_ms: float, max_delay_ms: float) -> list[Finding]:
     """Dynamic batching slows a lone request at low traffic and raises the highest rate within the SLO.
 
     Thresholds: at the lowest rate the batched p50 is higher by at least half the batching delay
@@ -84,7 +90,7 @@ def device_too_small(table: pd.DataFrame, big: str, small: str, slo_ms: float) -
                    "The device was not slow enough for the big model: lower `device_speed`.")
 
 
-def big_pod_wasted(sized: pd.DataFrame, small: str, big: str, low, big_run) -> Finding:
+def big_pod_wasted(sized: pd.DataFrame, small: str, big: str, low: Result, big_run: Result) -> Finding:
     """At low traffic a big pod costs more per prediction for about the same p95.
 
     Thresholds: $ per 1M at least MIN_RATIO times the small pod's; p95 not lower by more than the

@@ -11,7 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Event kinds of the timeline (Event.kind). Both backends emit these names and no others.
 POD_CREATED = "pod-created"  # a pod object exists (Pending)
@@ -148,7 +151,7 @@ class RunMetadata:
         return cls(**{k: v for k, v in meta.items() if k in names})
 
 
-def events_frame(events: list[Event]):
+def events_frame(events: list[Event]) -> pd.DataFrame:
     """Events as a tidy DataFrame: t_s, unix_s, kind, object, message, then one column per data key."""
     import pandas as pd
 
@@ -213,7 +216,7 @@ class Cluster(abc.ABC):
     def events(self) -> list[Event]:
         """Everything recorded so far, oldest first."""
 
-    def timeline(self):
+    def timeline(self) -> pd.DataFrame:
         """The events as a pandas DataFrame (t_s, unix_s, kind, object, message, data columns)."""
         return events_frame(self.events())
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
@@ -106,7 +106,7 @@ class ObjectWatch:
             self._deliver(kind, item)
         return listing["metadata"]["resourceVersion"]
 
-    def _stream(self, version: str):
+    def _stream(self, version: str) -> Iterator[dict]:
         self._watcher = watch.Watch()
         for change in self.dynamic.watch(self.resource, namespace=self.namespace, resource_version=version,
                                          timeout=WATCH_TIMEOUT_S, watcher=self._watcher):

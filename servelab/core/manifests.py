@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -169,7 +170,7 @@ _TYPES = {"integer": "a whole number", "number": "a number", "string": "a string
           "object": "a mapping (key: value lines)", "array": "a list"}
 
 
-def field_path(parts) -> str:
+def field_path(parts: Iterable[str | int]) -> str:
     """['spec', 'containers', 0, 'resources'] -> 'spec.containers[0].resources', kubectl's spelling."""
     text = ""
     for part in parts:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
     import pandas as pd
 
 MODEL_NAMES = ("tiny", "medium", "large")
@@ -166,7 +168,7 @@ def path(name: str) -> pathlib.Path:
     return target
 
 
-def session_options(threads: int = 1):
+def session_options(threads: int = 1) -> ort.SessionOptions:
     """onnxruntime options: `threads` intra-op threads, no spinning, sequential graph.
 
     Spinning threads would burn CPU while idle, which would inflate the CPU usage the
@@ -241,7 +243,7 @@ def describe(path: str | pathlib.Path) -> pd.DataFrame:
     proto = onnx.load(str(path))
     graph = proto.graph
 
-    def tensor(value) -> str:
+    def tensor(value: onnx.ValueInfoProto) -> str:
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
         return f"{value.name}: {dtype} [{', '.join(map(str, dims))}]"

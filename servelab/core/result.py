@@ -135,7 +135,7 @@ class Result:
                 f"errors {s['errors']}, p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms>")
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> int | float | bool | str:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, datetime):
@@ -260,7 +260,7 @@ def format_summary(summary: dict, title: str = "") -> str:
     """A readable plain-text table of a summary, for the terminal ('-' where a figure does not apply)."""
     closed = np.isnan(summary["offered_rate"])
 
-    def cell(value, width: int, digits: int = 2) -> str:
+    def cell(value: float | None, width: int, digits: int = 2) -> str:
         return f"{'-':>{width}}" if value is None or np.isnan(value) else f"{value:>{width}.{digits}f}"
 
     names = ["p50", "p90", "p95", "p99", "p999", "max"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def group_dir(mount: Path, root: str, path: str) -> Path:
     return (mount / relative.lstrip("./")) if relative not in (".", "/") else mount
 
 
-def make_dirs(dirs) -> str:
+def make_dirs(dirs: Iterable[Path]) -> str:
     for d in dirs:
         try:
             d.mkdir(exist_ok=True)

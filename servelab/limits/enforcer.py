@@ -27,6 +27,7 @@ import select
 import signal
 import sys
 import time
+from types import FrameType
 
 from servelab.core import processes
 from servelab.limits.cpuclock import REFRESH_S, TreeClock
@@ -148,7 +149,7 @@ class Enforcer:
             bucket.release()
 
 
-def _exit_on_signal(signum: int, frame) -> None:
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 

@@ -12,6 +12,7 @@ processes do not import pandas or matplotlib they do not need.
 """
 
 import importlib
+from typing import Any
 
 _SCHEDULES = "servelab.core.schedules"
 _EXPORTS = {
@@ -23,7 +24,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'servelab.load' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

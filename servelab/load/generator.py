@@ -18,16 +18,23 @@ import importlib.util
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servelab.load.http import Pool
 from servelab.load.pacing import Pacer
 
+if TYPE_CHECKING:
+    import threading
+
 # How often a shard reports progress (completions and fresh latencies) to the parent.
 PROGRESS_EVERY_S = 0.5
 _INFER_DUR = re.compile(r"(?:^|,)\s*infer\s*;(?:[^,]*;)?\s*dur=([0-9.eE+-]+)")
+StartAt = Callable[[], float]  # blocks until the common start, then returns it (monotonic s)
+Report = Callable[[int, int, list[float]], None]  # (requests done, ok, latencies since the last report)
 
 
 @dataclass
@@ -150,7 +157,7 @@ async def _send(pool: Pool, shard: Shard, rec: _Recorder, i: int) -> None:
         rec.finish(i, status, resp.nbytes, resp.replica, resp.server_timing, error, resp.done)
 
 
-async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> str:
+async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop: threading.Event) -> str:
     """Fire each request at its intended time as its own task; never wait for a response to send.
 
     Returns how it waited for send times (`Pacer.kind`)."""
@@ -179,7 +186,7 @@ async def _open_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, sto
     return pacer.kind
 
 
-async def _closed_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop) -> None:
+async def _closed_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, stop: threading.Event) -> None:
     """`users` concurrent users: send, wait for the answer, think, repeat until the duration ends."""
     end = start + shard.duration
 
@@ -193,7 +200,7 @@ async def _closed_loop(pool: Pool, shard: Shard, rec: _Recorder, start: float, s
     await _drain({asyncio.ensure_future(user()) for _ in range(shard.users)}, stop)
 
 
-async def _drain(tasks: set, stop) -> None:
+async def _drain(tasks: set[asyncio.Task], stop: threading.Event) -> None:
     """Wait for in-flight requests (each bounded by the timeout); cancel them if stopped."""
     while tasks:
         done, pending = await asyncio.wait(tasks, timeout=0.2)
@@ -203,14 +210,14 @@ async def _drain(tasks: set, stop) -> None:
                 task.cancel()
 
 
-async def _report(rec: _Recorder, report) -> None:
+async def _report(rec: _Recorder, report: Report) -> None:
     while True:
         await asyncio.sleep(PROGRESS_EVERY_S)
         fresh, rec.fresh = rec.fresh, []
         report(rec.n_done, rec.n_ok, fresh)
 
 
-async def _run(shard: Shard, start_at, report, stop) -> ShardRecord:
+async def _run(shard: Shard, start_at: StartAt, report: Report, stop: threading.Event) -> ShardRecord:
     capacity = len(shard.times) if shard.times is not None else 1024
     rec = _Recorder(capacity)
     pool = Pool(shard.url, shard.body, shard.headers, size=shard.max_inflight, timeout=shard.timeout)
@@ -258,7 +265,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run_shard(shard: Shard, start_at, report, stop) -> ShardRecord:
+def run_shard(shard: Shard, start_at: StartAt, report: Report, stop: threading.Event) -> ShardRecord:
     """Run one shard to completion on a fresh event loop in the calling thread.
 
     `start_at()` returns the common absolute start time (it may block until all shards are

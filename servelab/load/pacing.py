@@ -32,7 +32,7 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
 
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     """The C library's timerfd calls, or None where there are none."""
     if not sys.platform.startswith("linux"):
         return None

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -30,6 +30,9 @@ from servelab.core import processes, schedules
 from servelab.core.result import Result, environment
 from servelab.load import generator
 from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
+
+if TYPE_CHECKING:
+    from servelab.backends.base import Cluster
 
 # Requests/s per generator process before `workers=None` adds another. A request costs about
 # 0.1 ms of client CPU, and the pacer (servelab.load.pacing) waits without spinning: on the
@@ -77,7 +80,7 @@ def auto_workers(times: np.ndarray) -> int:
 
 
 def run(url: str, schedule: schedules.Schedule, *, protocol: str = "tfserving", body: Any = None,
-        timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None, cluster=None,
+        timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None, cluster: Cluster | None = None,
         model: str = "my-model", workers: int | None = None, max_inflight: int = DEFAULT_MAX_INFLIGHT,
         seed: int = 0) -> Result:
     """Open-loop load: send each request at its intended time from `schedule`, whatever the server does.
@@ -105,7 +108,7 @@ def warm_up(url: str, seconds: float = 1.0, rate: float = 20.0) -> None:
 
 def run_closed(url: str, users: int, duration: float, *, think_time: float = 0.0, protocol: str = "tfserving",
                body: Any = None, timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None,
-               cluster=None, model: str = "my-model", workers: int = 1) -> Result:
+               cluster: Cluster | None = None, model: str = "my-model", workers: int = 1) -> Result:
     """Closed-loop load: `users` each send a request, wait for its answer, think, and repeat.
 
     This is how many load tools work. It is here to show what it hides: while the server is
@@ -123,12 +126,13 @@ def run_closed(url: str, users: int, duration: float, *, think_time: float = 0.0
     return _execute(shards, None, float(duration), label, progress, template, info, meta, cluster)
 
 
-def _shard(url, protocol, body, model, timeout, max_inflight) -> Shard:
+def _shard(url: str, protocol: str, body: Any, model: str, timeout: float, max_inflight: int) -> Shard:
     return Shard(url=target_url(url, protocol, model), body=request_body(protocol, body),
                  headers={"Content-Type": "application/json"}, timeout=float(timeout), max_inflight=max_inflight)
 
 
-def _execute(shards, total, duration, label, progress, template, info, meta, cluster) -> Result:
+def _execute(shards: list[Shard], total: int | None, duration: float, label: str, progress: bool | None,
+             template: Shard, info: dict, meta: dict | None, cluster: Cluster | None) -> Result:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     show = duration >= PROGRESS_MIN_S if progress is None else bool(progress)
     started_unix, started_monotonic = time.time(), time.monotonic()

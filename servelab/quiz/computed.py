@@ -19,7 +19,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from servelab.core.result import Result
+    from servelab.load.rate_sweep import Sweep
 
 
 class ResultError(ValueError):
@@ -33,7 +40,7 @@ def results_root() -> Path:
 
 # --- reading what a lab saved -----------------------------------------------------------------
 
-def _result(path: Path):
+def _result(path: Path) -> Result:
     from servelab.core.result import (
         Result,  # here, not at the top: showing a quiz should not wait for pandas
     )
@@ -46,7 +53,7 @@ def _result(path: Path):
     return result
 
 
-def _sweep(path: Path):
+def _sweep(path: Path) -> Sweep:
     from servelab.load.rate_sweep import Sweep
 
     if not any(path.glob("run-*/requests.csv")):
@@ -54,7 +61,7 @@ def _sweep(path: Path):
     return Sweep.load(path)
 
 
-def _table(path: Path):
+def _table(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     if not path.is_file():
@@ -62,7 +69,7 @@ def _table(path: Path):
     return pd.read_csv(path, index_col=0)
 
 
-def _samples(path: Path):
+def _samples(path: Path) -> np.ndarray:
     import numpy as np
 
     if not path.is_file():
@@ -70,7 +77,7 @@ def _samples(path: Path):
     return np.loadtxt(path, ndmin=1)
 
 
-def _row(table, row: str | None):
+def _row(table: pd.DataFrame, row: str | None) -> pd.Series:
     if row is None:
         return table.iloc[0]
     if row not in table.index:
@@ -152,7 +159,7 @@ def live_check_value(live: Path, predicted: Path, row: str, column: str, slo_ms:
 
 # --- a sweep ----------------------------------------------------------------------------------
 
-def _best_rate(sweep_dir: Path, slo_ms: float) -> tuple[Any, float]:
+def _best_rate(sweep_dir: Path, slo_ms: float) -> tuple[Sweep, float]:
     from servelab.analysis import sweeps
 
     sweep = _sweep(sweep_dir)
@@ -197,7 +204,7 @@ def p50_rise_at_lowest_rate(sweep_dir: Path, other: Path) -> float:
 
 # --- lab 04's sweeps, one per replica count (replicas-N) ----------------------------------------
 
-def _by_replicas(directory: Path) -> dict[int, Any]:
+def _by_replicas(directory: Path) -> dict[int, Sweep]:
     counts = sorted(int(p.name.removeprefix("replicas-")) for p in directory.glob("replicas-*")
                     if p.name.removeprefix("replicas-").isdigit())
     if len(counts) < 2:

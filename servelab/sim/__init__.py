@@ -122,7 +122,8 @@ def _arrivals(schedule: Schedule | np.ndarray, seed: int) -> tuple[np.ndarray, f
     return arrivals, float(arrivals[-1]) + 1e-9 if len(arrivals) else 0.0
 
 
-def _frame(arrivals, busy_s, done, pod_ids, names) -> pd.DataFrame:
+def _frame(arrivals: np.ndarray, busy_s: np.ndarray, done: np.ndarray, pod_ids: np.ndarray,
+           names: list[str]) -> pd.DataFrame:
     """The live generator's columns: sent = intended (a simulated client never lags); the pod's
     busy time stands in for the server-reported model time."""
     n = len(arrivals)

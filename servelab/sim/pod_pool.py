@@ -9,7 +9,7 @@ import numpy as np
 
 from servelab.core import hpa
 from servelab.core.cost import PodUsage
-from servelab.sim.policies import Autoscaled, Batch
+from servelab.sim.policies import Autoscaled, Batch, Static
 from servelab.sim.queues import Quota, fifo_finish
 from servelab.sim.service_times import PodSize
 
@@ -89,7 +89,8 @@ class Pods:
 
     # -- policies -----------------------------------------------------------------------------------
 
-    def run_online(self, arrivals, busy_s, policy, end):
+    def run_online(self, arrivals: np.ndarray, busy_s: np.ndarray, policy: Static | Autoscaled,
+                   end: float) -> tuple[np.ndarray, np.ndarray]:
         """Static or HPA: serve stretch by stretch between syncs and pods becoming Ready."""
         autoscaler = None
         if isinstance(policy, Autoscaled):
@@ -125,7 +126,8 @@ class Pods:
             t0 = cut
         return pod_ids, finish
 
-    def run_batch(self, arrivals, busy_s, policy: Batch, end):
+    def run_batch(self, arrivals: np.ndarray, busy_s: np.ndarray, policy: Batch,
+                  end: float) -> tuple[np.ndarray, np.ndarray]:
         """Each request waits for the next run; each run starts its pods and drains the queue."""
         self.initial = policy.replicas
         runs = policy.run_at_s + np.ceil((arrivals - policy.run_at_s) / policy.period_s) * policy.period_s
@@ -219,7 +221,8 @@ class Pods:
         self.rr = (self.rr + k) % len(targets)
         return picks
 
-    def _serve_one_by_one(self, targets, arrivals, busy_s):
+    def _serve_one_by_one(self, targets: np.ndarray, arrivals: np.ndarray,
+                          busy_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Several slots per pod, or least-outstanding routing: a heap of slot free times per pod."""
         least = self.routing == "least-outstanding"
         chosen = None if least else self._route_vector(targets, len(arrivals)).tolist()
@@ -245,7 +248,8 @@ def _outstanding(heap: list[float], now: float) -> int:
     return len(heap)
 
 
-def busy_grid(bin_s: float, last: int, targets: np.ndarray, pods, start, finish) -> tuple[np.ndarray, int]:
+def busy_grid(bin_s: float, last: int, targets: np.ndarray, pods: np.ndarray, start: np.ndarray,
+              finish: np.ndarray) -> tuple[np.ndarray, int]:
     """Seconds of service per pod per sync bin: a grid over (targets, bins low..) and its first bin.
 
     Bins past `last` fold into it (they lie beyond the run and only add to a total).
@@ -269,7 +273,8 @@ def busy_grid(bin_s: float, last: int, targets: np.ndarray, pods, start, finish)
 class Stretch:
     """Requests routed and queued between two events, not yet committed to the pods' totals."""
 
-    def __init__(self, targets, pods, finish, busy_s, saved):
+    def __init__(self, targets: np.ndarray, pods: np.ndarray, finish: np.ndarray, busy_s: np.ndarray,
+                 saved: tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]) -> None:
         self.targets, self.pods, self.finish, self.busy_s, self.saved = targets, pods, finish, busy_s, saved
         self.grid: np.ndarray | None = None
         self.low = 0

@@ -10,7 +10,8 @@ import numpy as np
 from servelab.sim.service_times import PodSize
 
 
-def fifo_finish(arrivals, busy_s, pods, free_at, t0: float, quota: Quota | None = None) -> np.ndarray:
+def fifo_finish(arrivals: np.ndarray, busy_s: np.ndarray, pods: np.ndarray, free_at: np.ndarray, t0: float,
+                quota: Quota | None = None) -> np.ndarray:
     """Finish times of one-slot FIFO queues, all pods at once; updates `free_at` per pod.
 
     For one queue, finish_i = S_i + max(free, max over j <= i of (a_j - S_j-1)) where S is the
@@ -86,7 +87,8 @@ class Quota:
             t, k, used = end, k + 1, 0.0
 
 
-def _throttle(arrivals, s, done, g, first, counts, groups, free0, quota: Quota) -> None:
+def _throttle(arrivals: np.ndarray, s: np.ndarray, done: np.ndarray, g: np.ndarray, first: np.ndarray,
+              counts: np.ndarray, groups: np.ndarray, free0: np.ndarray, quota: Quota) -> None:
     """Throttle one-slot FIFO queues solved without a quota (`done`, sorted by pod; fixed in place).
 
     Where no period of a pod's unthrottled schedule burns more than the quota, that schedule is
@@ -135,7 +137,8 @@ def _throttle(arrivals, s, done, g, first, counts, groups, free0, quota: Quota) 
             quota.k[groups[i]], quota.used[groups[i]] = end
 
 
-def _throttled_queue(arrivals, busy, done, over: list[int], free0: float, k0: int, u0: float, quota: Quota):
+def _throttled_queue(arrivals: np.ndarray, busy: np.ndarray, done: np.ndarray, over: list[int], free0: float,
+                     k0: int, u0: float, quota: Quota) -> tuple[int, float] | None:
     """One pod's queue, throttled from each period in `over` until it is back on its unthrottled
     schedule; `done` (unthrottled on entry) is fixed in place. Returns the quota state (k, used)
     after the last request if that one was served here, else None."""

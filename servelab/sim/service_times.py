@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servelab.core.result import Result
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class ServiceTimes:
     pod: PodSize | None = None  # the pod measured: requests, CPU per busy second, enforced limit
 
     @classmethod
-    def empirical(cls, values_s, source: str = "given array", busy_s=None, pod: PodSize | None = None) -> ServiceTimes:
+    def empirical(cls, values_s: ArrayLike, source: str = "given array", busy_s: ArrayLike | None = None,
+                  pod: PodSize | None = None) -> ServiceTimes:
         """From measured answer times; `busy_s` (same length) defaults to all of each answer.
 
         A busy time may exceed its answer when busy time is spread at the pod's average speed

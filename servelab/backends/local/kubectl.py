@@ -11,9 +11,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from servelab.backends import kubectl_format as fmt
 from servelab.backends.local.validation import kind_of
+
+if TYPE_CHECKING:
+    from servelab.backends.local.local_cluster import LocalCluster
+
+Row = TypeVar("Row")
 
 USAGE = ("apply -f FILE | delete -f FILE | delete KIND NAME | get pods|deployment|svc|hpa [NAME] [-l k=v] | "
          "describe pod [NAME] [-l k=v] | scale deployment NAME --replicas=N | "
@@ -54,7 +61,7 @@ def _kind_and_name(words: list[str]) -> tuple[str, str | None]:
     return kind_of(first), (rest[0] if rest else None)
 
 
-def run(cluster, command: str) -> str:
+def run(cluster: LocalCluster, command: str) -> str:
     """Run one kubectl command line (with or without the leading word `kubectl`) on `cluster`."""
     argv = shlex.split(command)
     if argv[:1] == ["kubectl"]:
@@ -69,13 +76,13 @@ def run(cluster, command: str) -> str:
     return handler(cluster, args)
 
 
-def _apply(cluster, args) -> str:
+def _apply(cluster: LocalCluster, args: argparse.Namespace) -> str:
     if not args.filename:
         raise KubectlError("kubectl apply needs -f FILE")
     return "\n".join(line for f in args.filename for line in cluster.apply(f))
 
 
-def _delete(cluster, args) -> str:
+def _delete(cluster: LocalCluster, args: argparse.Namespace) -> str:
     if args.filename:
         return "\n".join(line for f in args.filename for line in cluster.delete(f))
     kind, name = _kind_and_name(args.words)
@@ -84,11 +91,11 @@ def _delete(cluster, args) -> str:
     return "\n".join(cluster.delete(kind, name))
 
 
-def _selector(args) -> dict[str, str] | None:
+def _selector(args: argparse.Namespace) -> dict[str, str] | None:
     return dict(kv.split("=", 1) for kv in args.selector.split(",")) if args.selector else None
 
 
-def _get(cluster, args) -> str:
+def _get(cluster: LocalCluster, args: argparse.Namespace) -> str:
     kind, name = _kind_and_name(args.words)
     selector = _selector(args)
     if kind == "Pod":
@@ -104,7 +111,7 @@ def _get(cluster, args) -> str:
     return _found(rows, name, "horizontalpodautoscalers.autoscaling", fmt.hpas_table)
 
 
-def _describe(cluster, args) -> str:
+def _describe(cluster: LocalCluster, args: argparse.Namespace) -> str:
     kind, name = _kind_and_name(args.words)
     if kind != "Pod":
         raise KubectlError("the local backend runs 'describe pod [NAME]' only")
@@ -122,20 +129,20 @@ def _describe(cluster, args) -> str:
     return "\n\n".join(texts) or "No resources found in default namespace."
 
 
-def _found(rows, name, resource, table) -> str:
+def _found(rows: list[Row], name: str | None, resource: str, table: Callable[[Sequence[Row]], str]) -> str:
     if name is not None and not rows:
         return f'Error from server (NotFound): {resource} "{name}" not found'
     return table(rows)
 
 
-def _scale(cluster, args) -> str:
+def _scale(cluster: LocalCluster, args: argparse.Namespace) -> str:
     kind, name = _kind_and_name(args.words)
     if kind != "Deployment" or name is None or args.replicas is None:
         raise KubectlError("usage: scale deployment NAME --replicas=N")
     return cluster.scale(name, args.replicas)
 
 
-def _autoscale(cluster, args) -> str:
+def _autoscale(cluster: LocalCluster, args: argparse.Namespace) -> str:
     kind, name = _kind_and_name(args.words)
     if kind != "Deployment" or name is None or args.max is None:
         raise KubectlError("usage: autoscale deployment NAME --cpu-percent=P --min=A --max=B")
@@ -156,7 +163,7 @@ def _autoscale(cluster, args) -> str:
     return f"horizontalpodautoscaler.autoscaling/{hpa_name} autoscaled"
 
 
-def _rollout(cluster, args) -> str:
+def _rollout(cluster: LocalCluster, args: argparse.Namespace) -> str:
     if args.words[:1] != ["status"]:
         raise KubectlError("the local backend runs 'rollout status deployment/NAME' only")
     kind, name = _kind_and_name(args.words[1:])
@@ -178,7 +185,7 @@ def _rollout(cluster, args) -> str:
     return f'deployment "{name}" successfully rolled out'
 
 
-def _top(cluster, args) -> str:
+def _top(cluster: LocalCluster, args: argparse.Namespace) -> str:
     kind, _ = _kind_and_name(args.words)
     if kind != "Pod":
         raise KubectlError("the local backend runs 'top pods' only")
@@ -190,7 +197,7 @@ def _top(cluster, args) -> str:
     return fmt.table(("NAME", "CPU(cores)", "MEMORY(bytes)"), rows)
 
 
-def _logs(cluster, args) -> str:
+def _logs(cluster: LocalCluster, args: argparse.Namespace) -> str:
     if len(args.words) != 1:
         raise KubectlError("usage: logs POD [--tail=N]")
     lines = cluster.logs(args.words[0]).splitlines()

@@ -112,7 +112,7 @@ class LocalCluster(base.Cluster):
 
     # -- apply / delete / scale -----------------------------------------------------------------------
 
-    def apply(self, source) -> list[str]:
+    def apply(self, source: str | Path | dict | list) -> list[str]:
         """Create or update objects; every document is checked first, and nothing is applied if one is invalid."""
         docs = load_documents(source)
         check(docs)
@@ -142,7 +142,7 @@ class LocalCluster(base.Cluster):
                 print(f"servelab: closing the earlier local cluster of this process, which held port {port}")
                 await asyncio.get_running_loop().run_in_executor(None, other.close)
 
-    def delete(self, source_or_kind, name: str | None = None) -> list[str]:
+    def delete(self, source_or_kind: str | Path | dict | list, name: str | None = None) -> list[str]:
         if name is not None:
             targets = [(kind_of(str(source_or_kind)), name)]
         else:
