@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,9 @@ SWEEP = {50: (0.004, 0.024, 0), 100: (0.010, 0.030, 0), 200: (0.012, 0.040, 1), 
 P95_AT_100_MS = 29.0  # 10 + 0.95 * 20: the highest rate within the SLO is 100 (200 has a failure)
 
 
-def save_run(directory: Path, rate: float, low: float, high: float, failed: int = 0) -> Path:
-    """A saved result as the load package writes it (requests.csv + meta.json), on one priced pod."""
+def save_run(directory: Path, rate: float, low: float, high: float, failed: int = 0, **recorded: Any) -> Path:
+    """A saved result as the load package writes it (requests.csv + meta.json), on one priced pod; `recorded`
+    adds what a cluster records in the metadata (`pods`, dicts shaped like `cost.PodUsage`, `cpu_limit_cores`)."""
     n = int(rate * DURATION_S)
     status = np.full(n, 200)
     status[:failed] = 503
@@ -40,7 +42,7 @@ def save_run(directory: Path, rate: float, low: float, high: float, failed: int 
         "infer_s": np.linspace(low, high, n) / 4,
     })
     meta = {"duration_s": DURATION_S, "mode": "open", "schedule": {"kind": "poisson", "rate": rate, "duration": DURATION_S},
-            "replicas": 1, "cpu_request_cores": 0.5, "memory_request_gib": 0.25}
+            "replicas": 1, "cpu_request_cores": 0.5, "memory_request_gib": 0.25, **recorded}
     directory.mkdir(parents=True, exist_ok=True)
     frame.to_csv(directory / "requests.csv", index=False)
     (directory / "meta.json").write_text(json.dumps(meta))
@@ -74,7 +76,7 @@ def simulated(schedule, replicas: int | None = None, cpu: str = "500m", hpa_mani
     else:
         policy = sim.Static(replicas or 1)
     cores = float(cpu.removesuffix("m")) / 1000 if cpu.endswith("m") else float(cpu)
-    return sim.simulate(schedule, service, policy=policy, pod=sim.PodSize(cpu_request_cores=cores))
+    return sim.simulate(schedule, service, policy=policy, pod=sim.PodSize(cpu_request_cores=cores, cpu_limit_cores=cores))
 
 
 def _simulated_sweep(directory: Path, rates: list[float], replicas: int = 1) -> None:

@@ -102,6 +102,18 @@ def test_p95_by_replicas_reads_off_each_counts_limit():
     assert len(ax.get_lines()) == 3  # two curves and the SLO
 
 
+def test_p95_by_replicas_shades_each_counts_noise_band_in_its_colour():
+    from servelab.analysis import sweeps
+
+    by_count = {1: sweep_of([5, 80, 400]), 2: sweep_of([5, 6, 90])}
+    spread = {n: sweeps.p95_window_range(s) for n, s in by_count.items()}
+    ax = plots.p95_by_replicas(by_count, slo_ms=50, spread=spread)
+    curves, bands = ax.get_lines()[:2], ax.collections
+    assert [tuple(band.get_facecolor()[0][:3]) for band in bands] == [
+        matplotlib.colors.to_rgb(curve.get_color()) for curve in curves]
+    assert bands[0].get_paths()[0].get_extents().x0 == pytest.approx(100)  # from the lowest offered rate
+
+
 def test_cost_by_replicas_says_how_much_more_idle_replicas_cost():
     import pandas as pd
 

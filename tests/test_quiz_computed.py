@@ -17,6 +17,7 @@ from quiz_fixtures import (
 )
 
 from servelab.analysis import sweeps
+from servelab.core import cost
 from servelab.core.result import Result
 from servelab.load import Sweep
 from servelab.quiz import bank as banks
@@ -61,6 +62,57 @@ def test_two_runs_side_by_side(tmp_path):
     save_sweep(tmp_path / "batching", {10: (0.006, 0.008, 0), 90: (0.003, 0.004, 0)})
     save_sweep(tmp_path / "plain", {10: (0.002, 0.004, 0), 90: (0.002, 0.004, 0)})
     assert computed.p50_rise_at_lowest_rate(tmp_path / "batching", tmp_path / "plain") == pytest.approx(4.0, abs=0.01)
+
+
+def test_late_share_at_the_top_rate_counts_late_answers_and_failures(results_root, tmp_path):  # noqa: F811
+    # 400 req/s: 800 latencies evenly from 30 to 400 ms, so (400 - 50) / (400 - 30) of them are over 50 ms.
+    assert computed.late_pct_at_top_rate(results_root / "03-load" / "sweep", SLO_MS) == pytest.approx(
+        100 * 350 / 370, abs=0.2)
+    # 100 req/s: 200 requests from 40 to 60 ms, half over 50 ms, and the first 20 (all fast) failed: 60 % late.
+    sweep = save_sweep(tmp_path / "sweep", {10: (0.002, 0.004, 0), 100: (0.040, 0.060, 20)})
+    assert computed.late_pct_at_top_rate(sweep, SLO_MS) == pytest.approx(60.0)
+    assert computed.late_pct_at_top_rate(sweep, SLO_MS) == 100 * Sweep.load(sweep)[-1].late_share(SLO_MS)
+
+
+def test_p95_ratio_is_taken_at_the_top_rate_both_sweeps_offered(tmp_path):
+    plain = save_sweep(tmp_path / "plain", {10: (0.002, 0.004, 0), 90: (0.020, 0.120, 0)})
+    batching = save_sweep(tmp_path / "batching", {10: (0.006, 0.008, 0), 90: (0.010, 0.030, 0)})
+    tables = [Sweep.load(path).summary() for path in (plain, batching)]  # what `by_setting` shows
+    assert computed.p95_ratio_at_top_rate(plain, batching) == pytest.approx(tables[0].loc[90, "p95"] / tables[1].loc[90, "p95"])
+    assert computed.p95_ratio_at_top_rate(plain, batching) == pytest.approx(115 / 29, rel=0.01)  # 20 + 0.95 * 100, 10 + 0.95 * 20
+    shorter = save_sweep(tmp_path / "shorter", {10: (0.002, 0.004, 0), 50: (0.002, 0.004, 0)})
+    with pytest.raises(computed.ResultError, match="must offer the same rates"):
+        computed.p95_ratio_at_top_rate(plain, shorter)
+
+
+def test_idle_share_is_the_cost_rules_own(tmp_path):
+    # One pod reserving 0.5 CPU for 2 hours that used half of it: idle = 0.5 core-hours of the CPU price,
+    # out of the bill for 1 core-hour and 0.5 GiB-hours (memory use unknown, so priced at its request and not idle).
+    pod = {"name": "pod-a", "start_s": 0.0, "end_s": 7200.0, "cpu_request_cores": 0.5, "memory_request_gib": 0.25,
+           "cpu_used_core_s": 1800.0}
+    run = save_run(tmp_path / "online", rate=100, low=0.010, high=0.030, pods=[pod])
+    price = cost.load_pricing()
+    expected = 100 * 0.5 * price.cpu_core_hour / (price.cpu_core_hour + 0.5 * price.memory_gib_hour)
+    assert computed.idle_share_pct(run) == pytest.approx(expected)
+    assert computed.idle_share_pct(run) == pytest.approx(100 * cost.cost_of_result(run, price).idle_share)
+    with pytest.raises(computed.ResultError, match="recorded no pod's CPU use"):
+        computed.idle_share_pct(save_run(tmp_path / "bare", rate=100, low=0.010, high=0.030))
+
+
+def test_pods_share_of_their_cpu_limit_reads_the_scaling_table(tmp_path):
+    def pods(n: int, used_core_s: float) -> list[dict]:
+        return [{"name": f"pod-{i}", "start_s": 0.0, "end_s": 10.0, "cpu_request_cores": 0.5, "memory_request_gib": 0.25,
+                 "cpu_used_core_s": used_core_s} for i in range(n)]
+
+    for n in (1, 2):
+        save_run(tmp_path / "04-scale" / f"replicas-{n}" / "run-00", 100, 0.010, 0.030, pods=pods(n, 3.0),
+                 cpu_limit_cores=0.5)
+    # The 2 pods used 6 CPU seconds in 10 s, 0.6 cores, out of 2 x 0.5 allowed.
+    assert computed.pods_cpu_share_pct(tmp_path / "04-scale") == pytest.approx(60.0)
+    save_run(tmp_path / "no-limit" / "replicas-1" / "run-00", 100, 0.010, 0.030, pods=pods(1, 3.0))
+    save_run(tmp_path / "no-limit" / "replicas-2" / "run-00", 100, 0.010, 0.030, pods=pods(2, 3.0))
+    with pytest.raises(computed.ResultError, match="no CPU limit"):
+        computed.pods_cpu_share_pct(tmp_path / "no-limit")
 
 
 def test_warm_requests_leave_the_cold_one_out(tmp_path):

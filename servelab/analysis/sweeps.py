@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from servelab.analysis.findings import Finding
+from servelab.analysis.findings import Finding, window_p95
 
 if TYPE_CHECKING:
     from servelab.core.cost import Price
@@ -53,6 +53,22 @@ def cost_by_rate(sweep: Sweep, price: Price | None = None) -> pd.DataFrame:
             "idle share": report.idle_share,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "offered_rate"
+    return table
+
+
+def p95_window_range(sweep) -> pd.DataFrame:
+    """For each offered rate, the lowest and highest p95 (ms) over `findings.WINDOWS` equal windows of its run.
+
+    A p95 measured once moves from one window of the same run to the next; two curves whose p95s differ
+    by less than that range differ by noise, not by what was changed. The windows are the ones the
+    labs' findings take their own spread from (`findings.window_p95`).
+    """
+    rows = {}
+    for result in sweep:
+        p95 = window_p95(result)
+        rows[round(result.summary()["offered_rate"], 2)] = {"p95 window min": p95.min(), "p95 window max": p95.max()}
+    table = pd.DataFrame.from_dict(rows, orient="index").round(2)
     table.index.name = "offered_rate"
     return table
 

@@ -56,11 +56,21 @@ def p95_and_cost(table: pd.DataFrame, *, slo_ms: float, cheap: str, dear: str) -
     return fig
 
 
-def p95_by_replicas(sweeps: Mapping[int, Sweep], *, slo_ms: float, ax: Axes | None = None) -> Axes:
+def p95_by_replicas(sweeps: Mapping[int, Sweep], *, slo_ms: float, spread: Mapping[int, pd.DataFrame] | None = None,
+                    ax: Axes | None = None) -> Axes:
     """p95 against offered rate, one curve per replica count, with the SLO line; the title reads off
-    the highest rate each count served within the SLO (`analysis.sweeps.max_rate_within_slo`)."""
+    the highest rate each count served within the SLO (`analysis.sweeps.max_rate_within_slo`).
+
+    `spread` (per count, `analysis.sweeps.p95_window_range`) shades each curve's band from its runs'
+    lowest to highest window p95, so curves that differ by less than their bands are seen to be the same
+    within noise.
+    """
     ax = new_axes(ax)
     best = _p95_curves(ax, sweeps, slo_ms, _replicas_label, with_p50=False)
+    if spread is not None:
+        for i, n in enumerate(sweeps):  # the colours of `_p95_curves`, in the same order
+            band = spread[n]
+            ax.fill_between(band.index, band["p95 window min"], band["p95 window max"], color=f"C{i}", alpha=0.2, lw=0)
     ax.set_title("p95 within the SLO up to " + ", ".join(f"{r:g}" for r in best.values())
                  + " req/s with " + ", ".join(map(str, best)) + " replicas")
     return ax

@@ -9,8 +9,8 @@ saved run.
 What a lab saves: a load run (`Result.save`: requests.csv + meta.json), a sweep (`Sweep.save`: one
 run-NN directory per rate), a table it printed (`DataFrame.to_csv`), or raw in-process latencies
 (`numpy.savetxt`). Every figure is read with the code the learner's own table came from
-(`Result.summary`, `Sweep.summary` with `sweeps.max_rate_within_slo` and `sweeps.cost_by_rate`,
-`replicas.scaling_table`, `compare.step_comparison`, `cost.cost_of_result`,
+(`Result.summary`, `Result.late_share`, `Sweep.summary` with `sweeps.max_rate_within_slo` and
+`sweeps.cost_by_rate`, `replicas.scaling_table`, `compare.step_comparison`, `cost.cost_of_result`,
 `architectures.compare_live`), so a key can never disagree with the table the learner read it off.
 """
 
@@ -133,6 +133,19 @@ def per_million_ratio(run: Path, other: Path) -> float:
     return cost.cost_of_result(_result(run), price).per_million / cost.cost_of_result(_result(other), price).per_million
 
 
+def idle_share_pct(run: Path) -> float:
+    """Percent of a run's bill that paid for reserved capacity its pods left unused: the "idle share" of
+    `cost.cost_of_result`, as lab 06's serving-ways table shows it. Latency tables cannot show it; only
+    the pods' recorded CPU use can, so it tells whether a replica that looked fast was also busy."""
+    from servelab.core import cost
+
+    share = cost.cost_of_result(_result(run), cost.load_pricing()).idle_share
+    if share is None:
+        raise ResultError(f"{run}: this run recorded no pod's CPU use, so its idle share is unknown; "
+                          "run the load with cluster=<your Cluster> so the pods are measured")
+    return 100 * share
+
+
 def step_run_value(run: Path, column: str, slo_ms: float) -> float:
     """One column of lab 05's step comparison (`compare.step_comparison`) for one saved run of the step."""
     from servelab.analysis import compare, timelines
@@ -180,9 +193,14 @@ def p95_ms_at_highest_rate_under_slo(sweep_dir: Path, slo_ms: float) -> float:
     return float(sweep.summary().loc[best, "p95"])
 
 
+def _top_row(sweep_dir: Path):
+    """The summary row (`Sweep.summary`) of a saved sweep's highest offered rate; its name is that rate."""
+    return _sweep(sweep_dir).summary().sort_index().iloc[-1]
+
+
 def achieved_rate_at_top_rate(sweep_dir: Path) -> float:
     """What the highest offered rate of the sweep actually got answered (req/s)."""
-    return float(_sweep(sweep_dir).summary().sort_index()["achieved_rate"].iloc[-1])
+    return float(_top_row(sweep_dir)["achieved_rate"])
 
 
 def cost_ratio_lowest_to_best(sweep_dir: Path, slo_ms: float) -> float:
@@ -192,6 +210,30 @@ def cost_ratio_lowest_to_best(sweep_dir: Path, slo_ms: float) -> float:
     sweep, best = _best_rate(sweep_dir, slo_ms)
     per_million = sweeps.cost_by_rate(sweep)["$ per 1M predictions"].sort_index()
     return float(per_million.iloc[0] / per_million.loc[round(best, 2)])
+
+
+def late_pct_at_top_rate(sweep_dir: Path, slo_ms: float) -> float:
+    """Percent of the requests at the sweep's highest offered rate answered after `slo_ms` or failed
+    (`Result.late_share`, the "over ... ms or failed (%)" column of lab 04's mistakes table).
+
+    A p95 covers answered requests only and says nothing of how many missed; this share counts every
+    miss, so it is what the users of an overloaded pod saw.
+    """
+    top = max(_sweep(sweep_dir), key=lambda run: run.summary()["offered_rate"])
+    return 100 * top.late_share(slo_ms)
+
+
+def p95_ratio_at_top_rate(sweep_dir: Path, other: Path) -> float:
+    """How many times `other`'s p95 `sweep_dir`'s is, at the highest offered rate of both sweeps: what a
+    server setting (e.g. dynamic batching) changed where it matters, under the heaviest load."""
+    top, other_top = _top_row(sweep_dir), _top_row(other)
+    if top.name != other_top.name:
+        raise ResultError(f"{sweep_dir} ends at {top.name:g} req/s, {other} at {other_top.name:g}: the two sweeps "
+                          "must offer the same rates; run and save both again")
+    if not top["p95"] > 0 or not other_top["p95"] > 0:
+        raise ResultError(f"{sweep_dir}, {other}: no request succeeded at {top.name:g} req/s in one of them, "
+                          "so it has no p95 to compare")
+    return float(top["p95"] / other_top["p95"])
 
 
 def p50_rise_at_lowest_rate(sweep_dir: Path, other: Path) -> float:
@@ -227,6 +269,24 @@ def cost_ratio_most_to_fewest(directory: Path) -> float:
     few, many = min(by_count), max(by_count)
     lowest = [sweeps.cost_by_rate(by_count[n])["$ per 1M predictions"].sort_index().iloc[0] for n in (few, many)]
     return float(lowest[1] / lowest[0])
+
+
+def pods_cpu_share_pct(directory: Path) -> float:
+    """Percent of their CPU limit the pods of the most replicas used in their busiest run (section 4 of
+    lab 04, `replicas.scaling_table`): well under 100 means this machine's cores, not the pods' limits,
+    held them back, which no latency figure tells apart."""
+    from servelab.analysis import replicas
+
+    by_count = _by_replicas(directory)
+    if any(pod.get("cpu_used_core_s") is None for sweep in by_count.values() for run in sweep
+           for pod in run.meta.get("pods", [])):
+        raise ResultError(f"{directory}: the runs recorded no CPU use for some pods (a backend without pod "
+                          "metrics), so their share of the limit is unknown")
+    most = replicas.scaling_table(by_count).iloc[-1]
+    limit = most["CPU limit of the pods (cores)"]
+    if not limit > 0:
+        raise ResultError(f"{directory}: the runs record no CPU limit for their pods, so there is no share of it")
+    return float(100 * most["pods' CPU (cores)"] / limit)
 
 
 # --- a saved table or raw latencies -------------------------------------------------------------
@@ -270,6 +330,7 @@ FUNCTIONS: dict[str, Callable[..., float]] = {
         step_run_value, live_check_value, max_rate_under_slo, p95_ms_at_highest_rate_under_slo,
         achieved_rate_at_top_rate, cost_ratio_lowest_to_best, p50_rise_at_lowest_rate, replicas_speed_up,
         cost_ratio_most_to_fewest, table_value, table_share_pct, percentile_us, tail_ratio, share_slower_pct,
+        idle_share_pct, late_pct_at_top_rate, p95_ratio_at_top_rate, pods_cpu_share_pct,
     )
 }
 
