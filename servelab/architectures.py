@@ -26,6 +26,7 @@ import psutil
 
 from servelab import sim
 from servelab.core import cost, hpa
+from servelab.core import progress as progress_bars
 from servelab.core.result import Result, percentile, percentile_per_window
 from servelab.core.schedules import Random, Schedule
 
@@ -197,30 +198,44 @@ def simulate_day(
     pod: sim.PodSize | None = None,
     window_s: float = 900.0,
     seed: int = 0,
+    progress: bool = True,
 ) -> Day:
     """Serve one day of `schedule` with each architecture, on the same random arrivals.
 
     Latency figures cover the requests that need an answer now (the deferred share is answered
     by the batch job hours later, by design); "the peak hour" is the hour of the day with the
     most traffic. Dollars are the day's pods under `cost` (the OpenCost rule), batch runs
-    included, scaled to 24 hours when the day is compressed.
+    included, scaled to 24 hours when the day is compressed. A full day takes about a minute, so
+    `progress` shows a bar naming the architecture being simulated.
     """
     arrivals = random_arrivals(schedule, seed)
     duration = schedule.duration
     peak = _peak_hour(schedule)
     rows, p95s, pods = {}, {}, {}
+    began = time.perf_counter()
+    bar = progress_bars.bar(progress, total=len(architectures), unit="architecture", leave=True,
+                            bar_format="simulating {desc}: {n_fmt}/{total_fmt} architectures [{elapsed}<{remaining}]")
     for arch in architectures:
         started = time.perf_counter()
+        bar.set_description_str(arch.name)
         serve = _on_devices if arch.device is not None else _on_pods
         rows[arch.name], p95s[arch.name], pods[arch.name] = serve(
             arch, arrivals, duration, peak, slo_ms=slo_ms, price=price, startup_s=startup_s, pod=pod,
             window_s=window_s, seed=seed, service=service)
         rows[arch.name]["sim (s)"] = time.perf_counter() - started
+        bar.update()
+    progress_bars.finish(bar, f"simulated {len(architectures)} architectures over {_length(duration)} "
+                              f"({len(arrivals):,} requests) in {time.perf_counter() - began:.0f} s")
     middles = p95s[architectures[0].name].index + window_s / 2
     notes = [] if duration == DAY_S else [f"the day is compressed into {duration:g} s; dollars are scaled to 24 h"]
     return Day(pd.DataFrame(rows).T, pd.DataFrame(p95s), pd.DataFrame(pods),
                pd.Series(schedule.rate_at(middles), index=middles - window_s / 2, name="req/s"),
                slo_ms, peak, len(arrivals), duration, notes)
+
+
+def _length(seconds: float) -> str:
+    """A day's length as the lab states it: '24 h', or seconds for a day compressed below an hour."""
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def _on_pods(arch: Architecture, arrivals: np.ndarray, duration: float, peak: tuple[float, float], *, slo_ms: float,

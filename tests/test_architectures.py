@@ -24,10 +24,14 @@ SLO_MS = 100.0
 @pytest.fixture(scope="module")
 def day():
     """A compressed day peaking at ~130 req/s: more than one pod can take, less than two."""
+    return simulate_small_day(static=(1, 2))
+
+
+def simulate_small_day(static: tuple[int, ...], progress: bool = False) -> architectures.Day:
     traffic = schedules.Diurnal(mean_rate=80, peak_to_trough=4, duration=DAY_S, period=DAY_S)
-    options = architectures.candidates(HPA_MANIFEST, static=(1, 2), deferred_share=0.3, period_s=DAY_S)
+    options = architectures.candidates(HPA_MANIFEST, static=static, deferred_share=0.3, period_s=DAY_S)
     return architectures.simulate_day(traffic, SERVICE, options, slo_ms=SLO_MS, price=cost.load_pricing(),
-                                      startup_s=5.0, window_s=DAY_S / 24)
+                                      startup_s=5.0, window_s=DAY_S / 24, progress=progress)
 
 
 def test_candidates_are_static_counts_the_hpa_and_the_hpa_with_a_nightly_job():
@@ -238,3 +242,21 @@ def test_a_day_too_big_for_free_memory_is_compressed_and_says_so(capsys):
     assert 600 <= shorter < 86400 and shorter % 600 == 0
     assert shorter * 100 * architectures.BYTES_PER_REQUEST <= 2**30 / 2
     assert "compressed into" in capsys.readouterr().out
+
+
+def test_a_day_shows_its_progress_by_architecture_and_gives_the_same_figures_without(capsys):
+    quiet = simulate_small_day(static=(1,))
+    assert capsys.readouterr().err == ""
+    shown = simulate_small_day(static=(1,), progress=True)
+    bar = capsys.readouterr().err
+    assert "simulating static, 1 pod: 0/3 architectures" in bar and "3/3 architectures" in bar
+    figures = [column for column in quiet.table.columns if column != "sim (s)"]  # the time taken differs
+    pd.testing.assert_frame_equal(shown.table[figures], quiet.table[figures])
+    pd.testing.assert_frame_equal(shown.p95_ms, quiet.p95_ms)
+    pd.testing.assert_frame_equal(shown.pods, quiet.pods)
+
+
+def test_a_day_says_how_long_it_was_as_the_lab_does():
+    assert architectures._length(86400) == "24 h"
+    assert architectures._length(5400) == "1.5 h"
+    assert architectures._length(600) == "600 s"

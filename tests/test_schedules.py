@@ -60,6 +60,20 @@ def test_step_changes_rate_at_the_boundary():
     np.testing.assert_allclose(np.diff(times[times >= 2]), 1 / 200, rtol=1e-6)
 
 
+def test_step_at_names_the_step_running_at_a_time():
+    schedule = Step([(2, 50), (3, 200)])
+    assert [schedule.step_at(t) for t in (-1.0, 0.0, 1.99, 2.0, 4.99, 5.0, 9.0)] == [0, 0, 0, 1, 1, 1, 1]
+    np.testing.assert_array_equal(schedule.step_at(np.array([0.5, 2.5])), [0, 1])
+
+
+@pytest.mark.parametrize("schedule, low, high", [
+    (Constant(50, 2), 50, 50), (Step([(2, 50), (3, 200), (1, 20)]), 20, 200), (Ramp(300, 10, 5), 10, 300),
+    (Diurnal(mean_rate=100, peak_to_trough=3, duration=60, period=60), 50, 150),
+])
+def test_rate_range_is_the_lowest_and_highest_rate_offered(schedule, low, high):
+    assert schedule.rate_range() == pytest.approx((low, high), rel=1e-4)
+
+
 def test_ramp_density_follows_the_rate():
     counts, _ = np.histogram(Ramp(0, 100, 10).send_times(), bins=10, range=(0, 10))
     expected = [5, 15, 25, 35, 45, 55, 65, 75, 85, 95]  # integral of the rate over each second

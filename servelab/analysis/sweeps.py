@@ -57,7 +57,7 @@ def cost_by_rate(sweep: Sweep, price: Price | None = None) -> pd.DataFrame:
     return table
 
 
-def p95_window_range(sweep) -> pd.DataFrame:
+def p95_window_range(sweep: Sweep) -> pd.DataFrame:
     """For each offered rate, the lowest and highest p95 (ms) over `findings.WINDOWS` equal windows of its run.
 
     A p95 measured once moves from one window of the same run to the next; two curves whose p95s differ

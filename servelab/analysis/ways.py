@@ -108,7 +108,7 @@ def big_pod_wasted(sized: pd.DataFrame, small: str, big: str, low: Result, big_r
                    "A busy program slowed the small pod's run: run the cell again.")
 
 
-def big_pod_busy(small_run, big_run, slo_ms: float) -> Finding:
+def big_pod_busy(small_run: Result, big_run: Result, slo_ms: float) -> Finding:
     """At high traffic the big pod, with a model worker per core, leaves far fewer requests late or failed
     than the small pod on the same traffic: the other half of the lesson's third mistake.
 

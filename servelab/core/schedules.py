@@ -23,6 +23,7 @@ import numpy as np
 # schedule, bounded so that a 24-hour day stays a few megabytes.
 _GRID_PER_S = 1000
 _GRID_MIN, _GRID_MAX = 1_000, 2_000_000
+_RANGE_SAMPLES = 1000  # grid points at which `rate_range` reads a curve
 
 
 def _check_rate(rate: float, what: str = "rate") -> float:
@@ -60,6 +61,15 @@ class Schedule:
         inside = (arr >= 0) & (arr < self.duration)
         rate = np.where(inside, self._rate(np.clip(arr, 0.0, self.duration)), 0.0)
         return float(rate) if np.ndim(t) == 0 else rate
+
+    def rate_range(self) -> tuple[float, float]:
+        """The lowest and highest rate offered, e.g. to name a changing schedule by its rates, not its mean.
+
+        Read at every breakpoint and on a fine grid, so steps, trace points and a ramp's ends are
+        exact and a smooth curve's extremes are within a thousandth of its duration.
+        """
+        rates = self._rate(np.union1d(np.linspace(0.0, self.duration, _RANGE_SAMPLES), self._breakpoints()))
+        return float(rates.min()), float(rates.max())
 
     def send_times(self, seed: int = 0) -> np.ndarray:
         """Intended send offsets in seconds, sorted, float64. `seed` only matters for random arrivals."""
@@ -165,10 +175,14 @@ class Step(Schedule):
     def _breakpoints(self) -> np.ndarray:
         return self._edges()
 
+    def step_at(self, t: float | np.ndarray) -> int | np.ndarray:
+        """Index of the step running at `t` seconds (the first before 0, the last from the end on),
+        so a progress bar can say which step a run is in rather than the mean of all of them."""
+        idx = np.clip(np.searchsorted(self._edges(), t, side="right") - 1, 0, len(self.steps) - 1)
+        return int(idx) if np.ndim(t) == 0 else idx
+
     def _rate(self, t: np.ndarray) -> np.ndarray:
-        rates = np.array([r for _, r in self.steps])
-        idx = np.searchsorted(self._edges(), t, side="right") - 1
-        return rates[np.clip(idx, 0, len(rates) - 1)]
+        return np.array([r for _, r in self.steps])[self.step_at(t)]
 
     def to_dict(self) -> dict:
         return {"kind": "step", "steps": [list(s) for s in self.steps]}

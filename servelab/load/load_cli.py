@@ -14,6 +14,7 @@ import sys
 from servelab.core import schedules
 from servelab.core.result import format_summary
 from servelab.load import runner
+from servelab.load.progress import describe
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -105,8 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         schedule = schedule_from_args(args)
         result = runner.run(args.url, schedule, workers=args.workers, seed=args.seed, **common)
-        rate = len(result.frame) / schedule.duration
-        title = f"open loop: {args.schedule} {rate:.0f} req/s for {schedule.duration:g} s -> {result.meta['url']}"
+        title = f"open loop: {describe(schedule)} for {schedule.duration:g} s -> {result.meta['url']}"
     print(format_summary(result.summary(), title))
     if args.save:
         print(f"saved: {result.save(args.save)}/requests.csv, meta.json")

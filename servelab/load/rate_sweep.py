@@ -73,7 +73,8 @@ def sweep(url: str, rates: list[float], duration: float, *, arrivals: str = "poi
     `servelab.load.run` (protocol, body, timeout, cluster, workers, ...). Each run waits for its
     last answer before the next starts, so runs do not overlap; with a `cluster`, each also waits
     until its pods are idle (`Cluster.wait_idle`), so an overloaded rate's backlog does not leak
-    into the next. A sweep longer than a few seconds in all shows one progress bar per rate.
+    into the next. A sweep longer than a few seconds in all shows one progress bar per rate, named
+    by its place in the sweep ("sweep 3/9: poisson 150 req/s") so a long sweep says how far it is.
     """
     if arrivals not in ("poisson", "even"):
         raise ValueError(f"arrivals must be 'poisson' (random, as users arrive) or 'even'; got {arrivals!r}")
@@ -85,5 +86,6 @@ def sweep(url: str, rates: list[float], duration: float, *, arrivals: str = "poi
         if cluster is not None:
             cluster.wait_idle()
         schedule = schedules.Poisson(rate, duration, seed=seed) if arrivals == "poisson" else schedules.Constant(rate, duration)
-        runs.append(runner.run(url, schedule, progress=progress, seed=i, **run_options))
+        runs.append(runner.run(url, schedule, progress=progress, seed=i, progress_title=f"sweep {i + 1}/{len(rates)}",
+                               **run_options))
     return Sweep(runs)

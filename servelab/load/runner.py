@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import replace
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection, wait
@@ -29,7 +28,8 @@ import orjson
 from servelab.core import processes, schedules
 from servelab.core.result import Result, environment
 from servelab.load import generator
-from servelab.load.generator import PROGRESS_EVERY_S, Shard, ShardRecord
+from servelab.load.generator import Shard, ShardRecord
+from servelab.load.progress import Progress, describe
 
 if TYPE_CHECKING:
     from servelab.backends.base import Cluster
@@ -82,7 +82,7 @@ def auto_workers(times: np.ndarray) -> int:
 def run(url: str, schedule: schedules.Schedule, *, protocol: str = "tfserving", body: Any = None,
         timeout: float = 10.0, progress: bool | None = None, meta: dict | None = None, cluster: Cluster | None = None,
         model: str = "my-model", workers: int | None = None, max_inflight: int = DEFAULT_MAX_INFLIGHT,
-        seed: int = 0) -> Result:
+        seed: int = 0, progress_title: str = "") -> Result:
     """Open-loop load: send each request at its intended time from `schedule`, whatever the server does.
 
     Latency is measured from the intended send time, so a stalled server (or a generator that
@@ -90,15 +90,19 @@ def run(url: str, schedule: schedules.Schedule, *, protocol: str = "tfserving", 
     bar for runs longer than a few seconds; `workers=None` picks the number of generator
     processes the schedule's peak rate needs. At most `max_inflight` requests wait for an
     answer at once; a request over that limit is not sent and is recorded as a failure.
+    The bar names the rate offered now (a Step's step, a curve's rate), after `progress_title`
+    if given (a sweep's "sweep 3/9").
     """
     times = schedule.send_times(seed=seed)
     workers = auto_workers(times) if workers is None else max(1, int(workers))
     template = _shard(url, protocol, body, model, timeout, max(1, max_inflight // workers))
     shards = [replace(template, times=times[w::workers]) for w in range(workers)]
-    label = f"{type(schedule).__name__.lower()} {len(times) / schedule.duration:.0f} req/s"
+    title = f"{progress_title}: " if progress_title else ""
+    bar = Progress(len(times), title + describe(schedule), _show(progress, schedule.duration),
+                   lambda elapsed: title + describe(schedule, elapsed))
     info = {"mode": "open", "protocol": protocol, "schedule": schedule.to_dict(), "seed": seed,
             "requests_planned": len(times)}
-    return _execute(shards, len(times), schedule.duration, label, progress, template, info, meta, cluster)
+    return _execute(shards, schedule.duration, bar, template, info, meta, cluster)
 
 
 def warm_up(url: str, seconds: float = 1.0, rate: float = 20.0) -> None:
@@ -121,9 +125,9 @@ def run_closed(url: str, users: int, duration: float, *, think_time: float = 0.0
     template = _shard(url, protocol, body, model, timeout, users)
     shares = [len(range(w, users, workers)) for w in range(workers)]
     shards = [replace(template, users=n, duration=float(duration), think_time=float(think_time)) for n in shares]
-    label = f"closed loop, {users} users"
+    bar = Progress(None, f"closed loop, {users} users", _show(progress, duration))
     info = {"mode": "closed", "protocol": protocol, "users": users, "think_time_s": think_time}
-    return _execute(shards, None, float(duration), label, progress, template, info, meta, cluster)
+    return _execute(shards, float(duration), bar, template, info, meta, cluster)
 
 
 def _shard(url: str, protocol: str, body: Any, model: str, timeout: float, max_inflight: int) -> Shard:
@@ -131,12 +135,16 @@ def _shard(url: str, protocol: str, body: Any, model: str, timeout: float, max_i
                  headers={"Content-Type": "application/json"}, timeout=float(timeout), max_inflight=max_inflight)
 
 
-def _execute(shards: list[Shard], total: int | None, duration: float, label: str, progress: bool | None,
-             template: Shard, info: dict, meta: dict | None, cluster: Cluster | None) -> Result:
+def _show(progress: bool | None, duration: float) -> bool:
+    """Whether to draw a bar: as asked, or by default only for a run long enough to wait for."""
+    return duration >= PROGRESS_MIN_S if progress is None else bool(progress)
+
+
+def _execute(shards: list[Shard], duration: float, bar: Progress, template: Shard, info: dict, meta: dict | None,
+             cluster: Cluster | None) -> Result:
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    show = duration >= PROGRESS_MIN_S if progress is None else bool(progress)
     started_unix, started_monotonic = time.time(), time.monotonic()
-    with _Progress(total, label, show) as bar:
+    with bar:
         records = (_in_thread if len(shards) == 1 else _in_processes)(shards, bar)
     ended_unix = time.time()
     cpu_fraction = max(r.cpu_s / r.wall_s if r.wall_s > 0 else 0.0 for r in records)
@@ -178,7 +186,7 @@ def _added_round_trip(url: str, cluster_meta: dict) -> dict:
             "added_round_trip_jitter_ms": service["added_round_trip_jitter_ms"] if service else 0.0}
 
 
-def _in_thread(shards: list[Shard], bar: _Progress) -> list[ShardRecord]:
+def _in_thread(shards: list[Shard], bar: Progress) -> list[ShardRecord]:
     """One shard on its own event loop in a thread: works even where a loop already runs (Jupyter)."""
     out: dict[str, Any] = {}
     stop, reports = threading.Event(), queue.Queue()
@@ -205,7 +213,7 @@ def _in_thread(shards: list[Shard], bar: _Progress) -> list[ShardRecord]:
     return [out["record"]]
 
 
-def _in_processes(shards: list[Shard], bar: _Progress) -> list[ShardRecord]:
+def _in_processes(shards: list[Shard], bar: Progress) -> list[ShardRecord]:
     """Each shard in a worker process (see servelab.load.worker), all starting at one instant."""
     workers = [_Worker(shard) for shard in shards]
     try:
@@ -265,51 +273,3 @@ class _Worker:
             pass
         self.conn.close()
         processes.wait_or_kill(self.proc, 15)
-
-
-class _Progress:
-    """A tqdm bar (notebook or terminal) fed by shard reports: requests done, achieved rate, live p95."""
-
-    def __init__(self, total: int | None, label: str, show: bool) -> None:
-        self.total, self.label, self.show = total, label, show
-        self._bar = None
-        self._done: dict[int, int] = {}
-        self._ok: dict[int, int] = {}
-        self._recent: deque = deque(maxlen=8)  # the last few reports: about the last second or two
-        self.started = time.monotonic()
-
-    def __enter__(self) -> _Progress:
-        if self.show:
-            from tqdm.auto import tqdm
-
-            layout = ("{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]" if self.total
-                      else "{desc}: {n_fmt} req [{elapsed}{postfix}]")  # our own rate: tqdm's counts start-up
-            self._bar = tqdm(total=self.total, desc=self.label, unit="req", leave=True, bar_format=layout)
-        return self
-
-    def begin(self, start: float) -> float:
-        """The run starts at monotonic time `start` (workers were getting ready until now)."""
-        self.started = start
-        if self._bar is not None:
-            self._bar.reset(total=self.total)
-        return start
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            if type(self._bar).__module__ == "tqdm.notebook":
-                # A saved notebook keeps a widget's first text (0%), not where it ended: say that in text.
-                elapsed = time.monotonic() - self.started
-                print(f"{self.label}: {sum(self._done.values())} requests, {sum(self._ok.values())} ok, in {elapsed:.1f} s")
-
-    def update(self, worker: int, n_done: int, n_ok: int, fresh: list) -> None:
-        self._done[worker], self._ok[worker] = n_done, n_ok
-        if fresh:
-            self._recent.append(np.asarray(fresh))
-        if self._bar is None:
-            return
-        elapsed = max(time.monotonic() - self.started, PROGRESS_EVERY_S)
-        window = np.concatenate(self._recent) if self._recent else np.empty(0)
-        p95 = f"{np.percentile(window, 95) * 1000:.1f} ms" if len(window) else "-"
-        self._bar.n = sum(self._done.values())
-        self._bar.set_postfix_str(f"{sum(self._ok.values()) / elapsed:.0f} ok/s, p95 {p95}", refresh=True)

@@ -193,7 +193,7 @@ def p95_ms_at_highest_rate_under_slo(sweep_dir: Path, slo_ms: float) -> float:
     return float(sweep.summary().loc[best, "p95"])
 
 
-def _top_row(sweep_dir: Path):
+def _top_row(sweep_dir: Path) -> pd.Series:
     """The summary row (`Sweep.summary`) of a saved sweep's highest offered rate; its name is that rate."""
     return _sweep(sweep_dir).summary().sort_index().iloc[-1]
 
