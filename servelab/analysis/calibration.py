@@ -220,10 +220,10 @@ def _probe(cluster: Cluster, url: str, model: str, slo_ms: float, sizes: Sizes, 
 def _steps(cluster: Cluster, url: str, bound: float, slo_ms: float, sizes: Sizes, progress: bool) -> pd.DataFrame:
     """Open-loop Poisson steps until the SLO is bracketed (up by STEP_UP while steps meet it, down by
     STEP_DOWN while they miss it), then `sizes.refine` steps at the geometric middle of the bracket."""
-    from tqdm.auto import tqdm
+    from servelab.core import progress as progress_bars
 
     rows: list[dict] = []
-    bar = tqdm(desc="calibrating", disable=not progress, leave=False, bar_format="{desc}: step {n_fmt} {postfix}")
+    bar = progress_bars.bar(progress, desc="calibrating", leave=False, bar_format="{desc}: step {n_fmt} {postfix}")
     try:
         rate, refined = FIRST_FRACTION * bound, 0
         while len(rows) < MAX_STEPS and refined <= sizes.refine:

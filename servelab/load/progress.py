@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from servelab.core import progress
+from servelab.core.result import percentile
 from servelab.core.schedules import Constant, Poisson, Random, Schedule, Step
 from servelab.load.generator import PROGRESS_EVERY_S
 
@@ -98,7 +99,7 @@ class Progress:
         if self.live is not None:
             self._bar.set_description_str(self.live(elapsed), refresh=False)
         window = np.concatenate(self._recent) if self._recent else np.empty(0)
-        p95 = f"{np.percentile(window, 95) * 1000:.1f} ms" if len(window) else "-"
+        p95 = f"{percentile(window, 95) * 1000:.1f} ms" if len(window) else "-"
         self._bar.n = sum(self._done.values())
         self._ok_at.append((elapsed, sum(self._ok.values())))
         self._bar.set_postfix_str(f"{self._ok_per_s():.0f} ok/s, p95 {p95}", refresh=True)
