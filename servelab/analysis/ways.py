@@ -50,7 +50,7 @@ def batch_cheapest(ways: pd.DataFrame, batch: str, online: str) -> Finding:
     return Finding("06-batch-cheapest", "A batch Job costs the cloud less per prediction than the online service.",
                    bool(online_cost >= MIN_RATIO * batch_cost),
                    f"${batch_cost:.4f} per 1M by the Job, ${online_cost:.4f} online; threshold: {MIN_RATIO:g}x",
-                   "The Job scored too few rows for its start-up to be shared: raise `online_s`.")
+                   "The Job scored too few rows for its start-up to be shared: raise `online_s` or `predictions`.")
 
 
 def batching_trades(plain: Sweep, batched: Sweep, slo_ms: float, max_delay_ms: float) -> list[Finding]:
