@@ -114,20 +114,37 @@ def stop_spinner(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def learner_python(user: str = "learner") -> tuple[str, str]:
+LEARNER = "servelab-learner"  # the unprivileged user the tests run labs and pods as (created when we are root)
+
+
+def ensure_user(user: str = LEARNER) -> str:
+    """Create `user` (a home, no password) when we are root and it does not exist; "" or why it cannot be."""
+    import pwd
+    import shutil
+
+    try:
+        pwd.getpwnam(user)
+        return ""
+    except KeyError:
+        pass
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        return f"no unprivileged user {user!r} here, and no root or useradd to create one"
+    done = subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], capture_output=True, text=True)
+    return "" if done.returncode == 0 else f"useradd {user} failed: {done.stderr.strip()}"
+
+
+def learner_python(user: str = LEARNER) -> tuple[str, str]:
     """(a Python the unprivileged `user` may run with this checkout's packages, or "", and why not).
 
     The venv's own Python may sit where `user` cannot read (under /root); a system Python of the
     same version reads the same packages (same ABI) through PYTHONPATH (see `as_user`)."""
-    import pwd
     import shutil
 
     if os.geteuid() != 0 or shutil.which("runuser") is None:
         return "", "needs root and runuser to run a command as another user"
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return "", f"no unprivileged user {user!r} here (useradd {user} to run this check)"
+    why_not = ensure_user(user)
+    if why_not:
+        return "", why_not
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(version), f"/usr/bin/{version}"):
         if python and subprocess.run(["runuser", "-u", user, "--", python, "-c", ""], capture_output=True).returncode == 0:

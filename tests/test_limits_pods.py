@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from limits_fixtures import as_user, learner_python
+from limits_fixtures import LEARNER, as_user, learner_python
 from local_fixtures import closed_loop, deployment
 
 from servelab import limits
@@ -113,12 +113,12 @@ def test_an_unprivileged_user_gets_its_pods_held_without_root():
     try:
         (home / "models").mkdir()
         shutil.copy(models.path("large"), home / "models")  # built here once, not again as the learner
-        shutil.chown(home, "learner")
+        shutil.chown(home, LEARNER)
         for path in home.rglob("*"):
-            shutil.chown(path, "learner")
+            shutil.chown(path, LEARNER)
         script = LEARNER_RUN.format(args=ARGS, body=BODY)
         # The script is not run by pytest: local_fixtures imports through the tests folder on its PYTHONPATH.
-        argv = as_user("learner", python, ["-c", script], {"HOME": str(home), "SERVELAB_CACHE": str(home / "models"),
+        argv = as_user(LEARNER, python, ["-c", script], {"HOME": str(home), "SERVELAB_CACHE": str(home / "models"),
                                                            "PYTHONPATH": str(Path(__file__).parent)})
         run = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=home)
     finally:

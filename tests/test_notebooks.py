@@ -33,6 +33,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from limits_fixtures import LEARNER, ensure_user
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tools import require_tool
@@ -45,7 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 NEEDS_CURL = {"01-server.ipynb", "02-deploy.ipynb"}
 NOTEBOOK_TIMEOUT_S = 240  # quick mode aims at under a minute; this only stops a hung kernel
-LEARNER = "servelab-learner"  # the unprivileged user of the matrix (created here when we are root)
 NON_ROOT_RUNGS = {"user-scope", "userspace"}  # how a pod's CPU limit can be held without root
 # What each lab that offers load must show on every machine of the matrix.
 CENTRAL = {
@@ -126,10 +126,9 @@ def learner() -> Iterator[Learner]:
         pytest.skip(f"these tests already run unprivileged (uid {os.geteuid()}): matrix cell (a) is that cell")
     if not shutil.which("useradd") or not shutil.which("runuser"):
         pytest.skip("no useradd/runuser here to create and become a second user")
-    try:
-        pwd.getpwnam(LEARNER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", LEARNER], check=True)
+    why_not = ensure_user(LEARNER)
+    if why_not:
+        pytest.fail(why_not)
     home = Path(pwd.getpwnam(LEARNER).pw_dir)
     python = str(Path(sys.executable).resolve())
     with traversable([ROOT, Path(sys.executable).parent, Path(python).parent]):
