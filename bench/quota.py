@@ -38,7 +38,9 @@ DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
 NAME = "model-serving-deployment"
 LIMITS, SECONDS, WARM_S, OVERLOAD, TARGET = (0.1, 0.5, 1.0), 5.0, 1.0, 1.5, 0.10
 BODY = {"instances": [[1.0 + i % 7, 2.0, 5.0] for i in range(64)]}  # ~10 ms of CPU per request: a few hundred req/s at most
-SPINNER = "import os\nos.fork()\nwhile True: pass\n"
+# Forks after a moment: a cgroup rung adds the process it started, and a child forked before that stays
+# outside (a pod's server starts its workers only after its imports, well after it was added).
+SPINNER = "import os, time\ntime.sleep(0.3)\nos.fork()\nwhile True: pass\n"
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -88,8 +90,8 @@ def deployment(cpu: str | None) -> dict:
     container["args"][container["args"].index("--model") + 1] = "large"
     if cpu is None:
         container["resources"]["limits"].pop("cpu")
-    else:
-        container["resources"]["limits"]["cpu"] = cpu
+    else:  # Kubernetes refuses a request above the limit, so a limit under 0.5 CPU lowers the request too
+        container["resources"]["limits"]["cpu"] = container["resources"]["requests"]["cpu"] = cpu
     return doc
 
 
