@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import select
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,3 +112,73 @@ def test_a_websocket_upgrade_is_answered_as_plain_http_and_leaves_the_connection
         while metric(server.url, "servelab_connections_open") != 1:  # the scrape's own connection
             assert time.monotonic() < deadline, "upgraded connections stayed counted"
             time.sleep(0.05)
+
+
+def _post(rows: int) -> bytes:
+    body = json.dumps({"instances": [[1.0, 2.0, 5.0]] * rows}).encode()
+    return b"POST /v1/models/my-model:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _answers(pending: dict[socket.socket, bytes], until: int) -> list[tuple[socket.socket, bytes]]:
+    """Whole responses on the sockets of `pending` (each with what it has read so far), in the order
+    they complete, until `until` have come; the others stay in `pending`."""
+    done = []
+    while len(done) < until:
+        ready, _, _ = select.select(list(pending), [], [], 30)
+        assert ready, "no answer within 30 s"
+        for sock in ready:
+            pending[sock] += sock.recv(1 << 20)
+            head, _, body = pending[sock].partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: (\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                done.append((sock, pending.pop(sock)))
+    return done
+
+
+def test_a_new_connection_past_the_limit_gets_its_503_while_the_loop_is_busy_serving():
+    # The loop is kept inside one long turn: a big prediction blocks it while STREAM smaller ones
+    # arrive, then it serves those one after another. A connection opened once the first of them
+    # is answered is refused between two of the rest, not after them all (the next turn).
+    stream = 40
+    with ServerProcess(model="medium", max_connections=stream + 1) as server:
+        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(stream + 1)]
+        try:
+            for sock in socks:  # each accepted and counted
+                sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert all(answer.startswith(b"HTTP/1.1 200") for _, answer in _answers(dict.fromkeys(socks, b""), len(socks)))
+            blocker, busy = socks[0], socks[1:]
+            blocker.sendall(_post(20000))
+            time.sleep(0.1)
+            for sock in busy:
+                sock.sendall(_post(100))
+            pending = dict.fromkeys(busy + [blocker], b"")
+            first = _answers(pending, 1)
+            late = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            late.sendall(_post(1))
+            pending[late] = b""
+            answers = first + _answers(pending, stream + 1)
+            order = [sock for sock, _ in answers]
+            refused = dict(answers)[late]
+            assert refused.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in refused.lower()
+            assert order.index(late) < max(order.index(sock) for sock in busy), "refused only after the whole stream"
+            late.close()
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_a_refused_connection_is_answered_when_its_first_bytes_come_late_and_closed_if_they_never_do():
+    with ServerProcess(max_connections=1, header_timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as held:
+            held.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert held.recv(65536).startswith(b"HTTP/1.1 200")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as late:
+                time.sleep(0.2)  # accepted and refused by now, waiting for its first bytes
+                late.sendall(_post(1))
+                status, headers, _ = _parse(late.recv(65536))
+                assert status == "HTTP/1.1 503 Service Unavailable" and headers["retry-after"] == "1"
+                assert late.recv(65536) == b""  # and closed
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as silent:
+                start = time.monotonic()
+                assert silent.recv(65536) == b""  # closed after the header timeout, with no answer
+                assert time.monotonic() - start < 20

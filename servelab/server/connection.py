@@ -13,6 +13,9 @@
   or the next request's, carries `Connection: close`, then the connection closes. A client
   mid-way through a request gets its answer instead of a reset; a connection that stays quiet
   for `DRAIN_IDLE_S` more is closed.
+- New connections between requests: after each response the listener gets a call
+  (`between_requests`), so while the event loop is busy serving, new connections are accepted
+  or refused every millisecond or so rather than once per turn of the loop (see `listener`).
 
 The deadlines cost the usual request nothing: a timer is set only when a read ends with a
 request half received.
@@ -49,6 +52,7 @@ class Connection(HttpToolsProtocol):
     record: object  # Metrics.request(endpoint, status, seconds)
     header_timeout: float
     body_timeout: float
+    between_requests: object  # Listener.between_requests
     stopping = False  # set on the class when the server stops accepting
 
     def __init__(self, *args: object, **kwargs: object):
@@ -79,6 +83,10 @@ class Connection(HttpToolsProtocol):
             self._unset_keepalive_if_required()
             self.timeout_keep_alive_task = self.loop.call_later(DRAIN_IDLE_S, self.timeout_keep_alive_handler)
         # else a request is arriving: on_headers_complete makes its answer the last
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.between_requests()
 
     # -- reading: phases and their deadlines -----------------------------------------------
 
@@ -165,11 +173,12 @@ def _counted(app, admission: Admission):  # noqa: ANN001, ANN202 - ASGI callable
     return admitted
 
 
-def connection_class(admission: Admission, record: object, header_timeout: float, body_timeout: float) -> type[Connection]:
-    """A Connection subclass bound to one server's admission, metrics and timeouts."""
+def connection_class(admission: Admission, record: object, header_timeout: float, body_timeout: float,
+                     between_requests: object) -> type[Connection]:
+    """A Connection subclass bound to one server's admission, metrics, timeouts and listener."""
     return type(
         "ServelabConnection",
         (Connection,),
         {"admission": admission, "record": staticmethod(record), "header_timeout": header_timeout,
-         "body_timeout": body_timeout},
+         "body_timeout": body_timeout, "between_requests": staticmethod(between_requests)},
     )

@@ -39,12 +39,14 @@ class _Uvicorn(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: ModelServer, sock: socket.socket):
         super().__init__(config)
         self.model_server = app
-        self.sock = sock
         self.signalled_at: float | None = None
-        self.listener: Listener | None = None
-        options = app.options
+        options, admission = app.options, app.admission
+        self.listener = Listener(
+            sock, admission, lambda: admission.full(self.server_state.default_headers),
+            first_bytes_timeout=options.header_timeout,
+        )
         self.connection_class: type[Connection] = connection_class(
-            app.admission, app.metrics.request, options.header_timeout, options.body_timeout
+            admission, app.metrics.request, options.header_timeout, options.body_timeout, self.listener.between_requests
         )
 
     def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
@@ -61,17 +63,12 @@ class _Uvicorn(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
-        config, state, admission = self.config, self.server_state, self.model_server.admission
-        connection = self.connection_class
+        config, state, connection = self.config, self.server_state, self.connection_class
 
         def new_connection() -> Connection:
             return connection(config=config, server_state=state, app_state={}, _loop=loop)
 
-        self.listener = Listener(
-            self.sock, new_connection, admission, lambda: admission.full(state.default_headers),
-            first_bytes_timeout=self.model_server.options.header_timeout,
-        )
-        self.listener.start()
+        self.listener.start(new_connection)
         self.servers = []
         self.started = True
 
