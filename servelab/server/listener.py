@@ -19,8 +19,9 @@ refused one whose first bytes came after its accept, waited a turn or two: a new
 took 8.5 ms at the median and 67 ms at p99 with the server just at its limit. So after every
 response the connection calls `between_requests`, which looks again once `LOOK_EVERY_S` has
 passed (a look that finds nothing costs a few microseconds): measured the same way, 1.4 ms
-and 11 ms. What is left of that p99 is mostly the interpreter's full garbage collections
-(about 20 ms, once a second or so under this load), during which nothing is looked at.
+and 11 ms. What was left of that p99 was the interpreter's full garbage collections (20-30 ms,
+about once a second under this load), during which nothing is looked at; `run.serve` freezes
+what the server loaded at start out of them, and the p99 fell to 1.5-3 ms.
 
 Refusing is cheap but not free: accepting, answering and closing a connection costs the
 server about a third of what serving a tiny prediction does (measured: 37 us of its CPU
