@@ -24,6 +24,7 @@ request half received.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import (
@@ -49,10 +50,10 @@ class Connection(HttpToolsProtocol):
     """
 
     admission: Admission
-    record: object  # Metrics.request(endpoint, status, seconds)
+    record: Callable[[str, int, float], None]  # Metrics.request(endpoint, status, seconds)
     header_timeout: float
     body_timeout: float
-    between_requests: object  # Listener.between_requests
+    between_requests: Callable[[], None]  # Listener.between_requests
     stopping = False  # set on the class when the server stops accepting
 
     def __init__(self, *args: object, **kwargs: object):
@@ -173,8 +174,8 @@ def _counted(app, admission: Admission):  # noqa: ANN001, ANN202 - ASGI callable
     return admitted
 
 
-def connection_class(admission: Admission, record: object, header_timeout: float, body_timeout: float,
-                     between_requests: object) -> type[Connection]:
+def connection_class(admission: Admission, record: Callable[[str, int, float], None], header_timeout: float,
+                     body_timeout: float, between_requests: Callable[[], None]) -> type[Connection]:
     """A Connection subclass bound to one server's admission, metrics, timeouts and listener."""
     return type(
         "ServelabConnection",
