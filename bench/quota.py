@@ -38,9 +38,8 @@ DEPLOYMENT = ROOT / "cluster" / "model-serving-deployment.yaml"
 NAME = "model-serving-deployment"
 LIMITS, SECONDS, WARM_S, OVERLOAD, TARGET = (0.1, 0.5, 1.0), 5.0, 1.0, 1.5, 0.10
 BODY = {"instances": [[1.0 + i % 7, 2.0, 5.0] for i in range(64)]}  # ~10 ms of CPU per request: a few hundred req/s at most
-# Forks after a moment: a cgroup rung adds the process it started, and a child forked before that stays
-# outside (a pod's server starts its workers only after its imports, well after it was added).
-SPINNER = "import os, time\ntime.sleep(0.3)\nos.fork()\nwhile True: pass\n"
+# Forks at once: whether the fork comes before or after the rung adds the process, it must hold the child too.
+SPINNER = "import os\nos.fork()\nwhile True: pass\n"
 
 
 def tree_cpu_s(pid: int) -> float:

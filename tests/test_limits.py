@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from limits_fixtures import fake_v1, fake_v2, install_fake_systemd_run
 from servelab import limits
 from servelab.limits import cgroup, ladder, user_scope
 from servelab.limits.cgroupfs import Host
+from servelab.limits.cpuclock import descendants
 from servelab.limits.slower_cpu import SlowerCpu
 
 MiB = 2**20
@@ -219,3 +221,30 @@ def test_a_shorter_period_is_written_where_each_rung_keeps_it(tmp_path):
     scoped = user_scope.scope_command("systemd-run", "u.scope", 0.5, None, ["true"], period_s=0.02)
     assert "CPUQuotaPeriodSec=20ms" in scoped and "CPUQuota=50%" in scoped
     assert not any("CPUQuotaPeriodSec" in a for a in user_scope.scope_command("systemd-run", "u.scope", 0.5, None, ["true"]))
+
+
+def test_a_process_that_forked_before_it_was_added_joins_its_group_with_its_child():
+    """The kernel moves only the pid written to cgroup.procs: a child forked earlier must be moved too,
+    or it runs outside the limit (the quota bench once saw 1.99 cores held at 1.0)."""
+    support = cgroup.detect()
+    if support.version is None:
+        pytest.skip(f"no writable cgroup on this machine: {support.reason}")
+    held = cgroup.CgroupHeld(support, "forked-early", 0.5, None)
+    parent = subprocess.Popen([sys.executable, "-c", "import os, time\nos.fork()\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while not descendants(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (child,) = descendants(parent.pid)
+        assert held.add(parent.pid) == ""
+        for pid in (parent.pid, child):
+            paths = support.host.cgroup_paths(pid)
+            assert all(str(d).endswith(paths[c]) for c, d in held.dirs.items()), (pid, paths)
+    finally:
+        for pid in descendants(parent.pid):
+            os.kill(pid, 9)
+        parent.kill()
+        parent.wait()
+        time.sleep(0.1)  # the reaped child leaves its group before the group is removed
+        held.remove()
+        cgroup.remove_parent(support)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from servelab.limits import cgroupfs
 from servelab.limits.cgroupfs import PERIOD_S, Host
-from servelab.limits.cpuclock import gone
+from servelab.limits.cpuclock import descendants, gone
 from servelab.limits.held import Held
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory")
@@ -84,6 +84,13 @@ class CgroupHeld(Held):
             problem = cgroupfs.write(d / "cgroup.procs", str(pid))
             if problem:
                 return "" if gone(pid) else problem  # a short preStop hook may be over already
+        # The kernel moves only the pid written; children it forked before this call would stay
+        # outside the group and unlimited, so its tree so far is moved with it.
+        for child in sorted(descendants(pid)):
+            for d in self.dirs.values():
+                problem = cgroupfs.write(d / "cgroup.procs", str(child))
+                if problem and not gone(child):
+                    return f"child {child} of process {pid}: {problem}"
         try:
             paths = self.support.host.cgroup_paths(pid)
         except OSError:
